@@ -1,0 +1,24 @@
+"""Queue trigger: one remediation request per message (schema in README)."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from functions.runtime import services
+from shared.worker import handle_message
+
+bp = func.Blueprint()
+log = logging.getLogger("responder.functions.worker")
+
+
+@bp.function_name("remediation_worker")
+@bp.queue_trigger(arg_name="msg", queue_name="%REMEDIATION_QUEUE%",
+                  connection="AzureWebJobsStorage")
+async def remediation_worker(msg: func.QueueMessage) -> None:
+    """Run the playbook; an exception here means "retry this message" to the host."""
+    log.info("remediation message %s (delivery %s)", msg.id, msg.dequeue_count)
+    outcome = await handle_message(await services(), msg.get_body(),
+                                   dequeue_count=msg.dequeue_count or 1, message_id=msg.id)
+    log.info("remediation message %s: %s %s", msg.id, outcome.status, outcome.reason)

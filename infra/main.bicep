@@ -1,0 +1,245 @@
+// Compromised-account responder: everything the Functions app needs in one resource group.
+//
+//   azd up                                   (reads main.parameters.json)
+//   az deployment group create -g <rg> -f infra/main.bicep -p responderTenantId=<tenant>
+//
+// No keys or connection strings: storage, Application Insights and (optionally) Event Hubs
+// are reached with the user-assigned managed identity. The same identity calls Graph and
+// Exchange Online; its application permissions come from permissions.json (generated from
+// the code by `python -m devtools.permissions`). Directory roles are assigned by an admin
+// (see README "Deploy").
+targetScope = 'resourceGroup'
+
+// ---------------------------------------------------------------------------- parameters
+
+@minLength(1)
+@maxLength(40)
+@description('Environment name (azd: AZURE_ENV_NAME); used in resource names and tags.')
+param environmentName string
+
+@description('Azure region for every resource. Must be a region that offers Flex Consumption.')
+param location string = resourceGroup().location
+
+@description('Entra tenant the responder acts on (RESPONDER_TENANT_ID). Empty: the tenant of this deployment.')
+param responderTenantId string = ''
+
+@description('Microsoft Graph host, without version (GRAPH_BASE_URL).')
+param graphBaseUrl string = 'https://graph.microsoft.com'
+
+@description('Exchange Online admin REST host (EXCHANGE_BASE_URL).')
+param exchangeBaseUrl string = 'https://outlook.office365.com'
+
+@minLength(3)
+@maxLength(56) // leaves room for the "-poison" suffix within the 63-character queue name limit
+@description('Queue of remediation requests (REMEDIATION_QUEUE).')
+param remediationQueue string = 'remediation-requests'
+
+@description('Path of the policy file inside the deployed package (RESPONDER_POLICY).')
+param responderPolicy string = 'policy.json'
+
+@allowed([
+  'true'
+  'false'
+])
+@description('RESPONDER_DRY_RUN. Keep "true" for a first deployment: runs plan and report but change nothing. Switch to "false" after checking the dry-run reports.')
+param responderDryRun string = 'true'
+
+@description('Give the managed identity the Graph / Exchange application permissions listed in permissions.json (needs a deployer allowed to grant app roles: Privileged Role Administrator or Global Administrator).')
+param grantApiPermissions bool = true
+
+@description('Object id of the person or group operating the responder (azd: AZURE_PRINCIPAL_ID). Gets queue send and read access to run records and evidence. Empty: none.')
+param operatorPrincipalId string = ''
+
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+@description('Principal type of operatorPrincipalId.')
+param operatorPrincipalType string = 'User'
+
+@description('Optional: create an Event Hub that the Entra diagnostic setting (entra-diagnostics.bicep, tenant scope) streams UserRiskEvents and RiskyUsers to.')
+param enableEventHub bool = false
+
+@description('Optional: create an Event Grid topic with a subscription to the Event Grid function. Enable only after the code is deployed (Event Grid checks that the function exists).')
+param enableEventGrid bool = false
+
+@description('Name of the Event Grid-triggered function that receives alerts (used when enableEventGrid).')
+param eventGridFunctionName string = 'risk_alert_eventgrid'
+
+@minValue(1)
+@maxValue(1000)
+@description('Flex Consumption: the most instances the app scales out to.')
+param maximumInstanceCount int = 100
+
+@allowed([
+  512
+  2048
+  4096
+])
+@description('Flex Consumption: memory per instance, in MB.')
+param instanceMemoryMB int = 2048
+
+@minValue(30)
+@maxValue(730)
+@description('Log Analytics retention, in days.')
+param logRetentionInDays int = 30
+
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+  'Standard_RAGRS'
+  'Standard_RAGZRS'
+])
+@description('Storage replication. LRS exists in every region; prefer ZRS/GZRS where the region has it (evidence and run records live here).')
+param storageSkuName string = 'Standard_LRS'
+
+@secure()
+@description('More app settings (name -> value) for features added later, e.g. webhook secrets. Secure so that values stay out of the deployment history.')
+param extraAppSettings object = {}
+
+// --------------------------------------------------------------------------------- names
+
+var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
+var tags = {
+  'azd-env-name': environmentName
+  application: 'compromised-account-responder'
+}
+var functionAppName = 'func-${take(environmentName, 30)}-${token}'
+// 2 + 9 + 13 characters: within the 24-character limit, lowercase letters and digits only.
+var storageAccountName = 'st${take(replace(replace(toLower(environmentName), '-', ''), '_', ''), 9)}${token}'
+var deploymentContainerName = 'app-package-${take(token, 12)}'
+var tenantId = empty(responderTenantId) ? tenant().tenantId : responderTenantId
+
+// Contract names of the app (shared/settings.py defaults).
+var journalTable = 'responderruns'
+var evidenceContainer = 'responder-evidence'
+
+// ------------------------------------------------------------------------------ identity
+
+// One user-assigned identity for the host (storage, App Insights) and the code (Graph,
+// Exchange). User-assigned, so Graph permissions and directory roles survive a rebuilt app.
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-${take(environmentName, 40)}-${token}'
+  location: location
+  tags: tags
+}
+
+// ----------------------------------------------------------------------------- resources
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    location: location
+    tags: tags
+    namePrefix: '${take(environmentName, 40)}-${token}'
+    retentionInDays: logRetentionInDays
+    identityPrincipalId: identity.properties.principalId
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  params: {
+    location: location
+    tags: tags
+    storageAccountName: storageAccountName
+    skuName: storageSkuName
+    remediationQueue: remediationQueue
+    journalTable: journalTable
+    evidenceContainer: evidenceContainer
+    deploymentContainerName: deploymentContainerName
+    identityPrincipalId: identity.properties.principalId
+    operatorPrincipalId: operatorPrincipalId
+    operatorPrincipalType: operatorPrincipalType
+  }
+}
+
+module eventHub 'modules/event-hub.bicep' = if (enableEventHub) {
+  name: 'event-hub'
+  params: {
+    location: location
+    tags: tags
+    namespaceName: 'evhns-${take(environmentName, 30)}-${token}'
+    identityPrincipalId: identity.properties.principalId
+  }
+}
+
+// The app settings: every name of shared/settings.py APP_SETTINGS, except
+// AzureWebJobsStorage (identity-based AzureWebJobsStorage__* instead) and
+// RESPONDER_STATIC_TOKEN (local emulator only, never set in Azure).
+var appSettings = {
+  AzureWebJobsStorage__accountName: storage.outputs.accountName
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identity.properties.clientId
+  APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.appInsightsConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+  RESPONDER_TENANT_ID: tenantId
+  GRAPH_BASE_URL: graphBaseUrl
+  EXCHANGE_BASE_URL: exchangeBaseUrl
+  RESPONDER_CREDENTIAL: 'managed-identity'
+  AZURE_CLIENT_ID: identity.properties.clientId
+  REMEDIATION_QUEUE: remediationQueue
+  RESPONDER_POLICY: responderPolicy
+  RESPONDER_DRY_RUN: responderDryRun
+  RESPONDER_JOURNAL_TABLE: journalTable
+  RESPONDER_EVIDENCE_CONTAINER: evidenceContainer
+}
+
+// Identity-based Event Hub trigger connection "RESPONDER_EVENTHUB" (only with enableEventHub).
+var eventHubAppSettings = enableEventHub ? {
+  RESPONDER_EVENTHUB__fullyQualifiedNamespace: eventHub.outputs.fullyQualifiedNamespace
+  RESPONDER_EVENTHUB__credential: 'managedidentity'
+  RESPONDER_EVENTHUB__clientId: identity.properties.clientId
+  RESPONDER_EVENTHUB_NAME: eventHub.outputs.eventHubName
+  RESPONDER_EVENTHUB_CONSUMER_GROUP: eventHub.outputs.consumerGroupName
+} : {}
+
+module functionApp 'modules/function-app.bicep' = {
+  name: 'function-app'
+  params: {
+    location: location
+    tags: tags
+    functionAppName: functionAppName
+    planName: 'plan-${take(environmentName, 30)}-${token}'
+    identityId: identity.id
+    deploymentContainerUrl: '${storage.outputs.blobEndpoint}${deploymentContainerName}'
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    appSettings: union(extraAppSettings, eventHubAppSettings, appSettings)
+  }
+}
+
+module eventGrid 'modules/event-grid.bicep' = if (enableEventGrid) {
+  name: 'event-grid'
+  params: {
+    location: location
+    tags: tags
+    topicName: 'evgt-${take(environmentName, 30)}-${token}'
+    functionAppId: functionApp.outputs.id
+    functionName: eventGridFunctionName
+  }
+}
+
+// Application permissions on Microsoft Graph and Office 365 Exchange Online, from the code.
+module graphPermissions 'modules/graph-permissions.bicep' = if (grantApiPermissions) {
+  name: 'graph-permissions'
+  params: {
+    principalId: identity.properties.principalId
+  }
+}
+
+// -------------------------------------------------------------------------------- outputs
+
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.accountName
+output RESPONDER_TENANT_ID string = tenantId
+output RESPONDER_IDENTITY_PRINCIPAL_ID string = identity.properties.principalId
+output RESPONDER_IDENTITY_CLIENT_ID string = identity.properties.clientId
+output REMEDIATION_QUEUE string = remediationQueue
+output RESPONDER_DRY_RUN string = responderDryRun
+output EVENT_HUB_AUTHORIZATION_RULE_ID string = enableEventHub ? eventHub.outputs.diagnosticsAuthorizationRuleId : ''
+output EVENT_HUB_NAME string = enableEventHub ? eventHub.outputs.eventHubName : ''
+output EVENT_GRID_TOPIC_ENDPOINT string = enableEventGrid ? eventGrid.outputs.topicEndpoint : ''

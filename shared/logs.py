@@ -1,0 +1,83 @@
+"""Logging set-up: a run id on every line that has one, and a redaction filter as a last
+line of defence (the code never logs secrets; this catches what a library might).
+
+When `APPLICATIONINSIGHTS_CONNECTION_STRING` is set and azure-monitor-opentelemetry is
+installed, logs and traces go to Application Insights; otherwise nothing is exported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+
+_REDACT = [
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/=]{8,}"), r"\1<redacted>"),
+    (re.compile(r'(?i)("?(password|access_token|refresh_token|client_secret|sig)"?\s*[:=]\s*)'
+                r'("[^"]*"|[^\s,;&]+)'), r"\1<redacted>"),
+]
+
+
+def redact(text: str) -> str:
+    for pattern, repl in _REDACT:
+        text = pattern.sub(repl, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites the formatted message of every record that passes through a handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not lose the log line
+            message = str(record.msg)
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the run id and step when the record carries them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"level": record.levelname, "logger": record.name,
+               "message": record.getMessage()}
+        for key in ("run_id", "step", "status", "message_id"):
+            if hasattr(record, key):
+                out[key] = getattr(record, key)
+        if record.exc_info:
+            out["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(out, default=str)
+
+
+_configured = False
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Idempotent: attach the redaction filter to the root handlers, export if configured."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        root.addHandler(handler)
+        root.setLevel(level)
+    for handler in root.handlers:
+        handler.addFilter(RedactingFilter())
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
+        try:
+            from azure.monitor.opentelemetry import configure_azure_monitor
+        except ImportError:
+            logging.getLogger("responder").warning(
+                "APPLICATIONINSIGHTS_CONNECTION_STRING is set but azure-monitor-opentelemetry "
+                "is not installed: telemetry is not exported")
+        else:
+            configure_azure_monitor(logger_name="responder")

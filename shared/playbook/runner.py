@@ -1,0 +1,253 @@
+"""The runner: one run per request id, steps in dependency waves, every outcome journaled.
+
+- A redelivered message resumes: steps already finished are never repeated.
+- Retryable failures (429, 5xx, timeouts after the retry budget) are recorded and then
+  raised, so the queue redelivers; steps that do not depend on the failed one still run.
+- Permanent failures (403, 404, 400) are recorded with the reason and the request-id; the
+  run goes on with the steps that do not need the failed one.
+- Dry run is the runner's choice: it calls each step's `plan` only, through read-only
+  clients, and records what would have been done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.errors import NotFound, ResponderError, ServiceError, ValidationError
+from shared.graph import directory
+from shared.journal import RunRecord, now, safe_key
+from shared.models import FINISHED_STEP_STATES, RemediationRequest, StepResult, StepStatus
+from shared.playbook.context import StepContext
+from shared.playbook.registry import STEP_NAMES, get_step
+from shared.services import Services
+
+log = logging.getLogger("responder.runner")
+TERMINAL_RUN_STATES = frozenset({"finished", "failed", "refused", "released", "poisoned"})
+
+
+class RetryableRunError(ResponderError):
+    """Some steps failed transiently; raised so the queue redelivers the message."""
+
+    retryable = True
+
+
+@dataclass
+class RunOutcome:
+    """What a run did, for the report, the CLI and the tests."""
+
+    run: RunRecord
+    results: dict[str, StepResult] = field(default_factory=dict)
+    already_done: bool = False
+
+    @property
+    def failed_steps(self) -> list[str]:
+        return [n for n, r in self.results.items() if r.status == StepStatus.FAILED]
+
+
+def choose_steps(request: RemediationRequest, services: Services) -> tuple[str, list[str]]:
+    """The playbook name and its steps, with collect_evidence always first."""
+    policy = services.policy
+    if request.actions:
+        unknown = [a for a in request.actions if a not in STEP_NAMES]
+        if unknown:
+            raise ValidationError(f"unknown step names in actions: {unknown}")
+        name, steps = "custom", list(dict.fromkeys(request.actions))
+    else:
+        name = request.playbook or policy.risk_level_playbooks[
+            request.risk_level or policy.default_risk_level]
+        if name not in policy.playbooks:
+            raise ValidationError(f"unknown playbook {name!r}; the policy has "
+                                  f"{sorted(policy.playbooks)}")
+        steps = list(policy.playbooks[name])
+    if "collect_evidence" in steps:
+        steps.remove("collect_evidence")
+    return name, ["collect_evidence", *steps]
+
+
+def run_id_for(request: RemediationRequest, dry_run: bool) -> str:
+    base = safe_key(request.effective_request_id())
+    return f"dry-{base}" if dry_run and not base.startswith("dry-") else base
+
+
+async def run_request(
+    services: Services,
+    request: RemediationRequest,
+    *,
+    dequeue_count: int = 1,
+    max_dequeue_count: int = 5,
+    dry_run: bool | None = None,
+) -> RunOutcome:
+    """Run (or resume) the playbook for one request. Raises RetryableRunError to retry."""
+    journal = services.journal
+    dry = bool(request.dry_run or services.settings.dry_run or dry_run)
+    run_id = run_id_for(request, dry)
+    run = await journal.get_run(run_id)
+    if run and run.state in TERMINAL_RUN_STATES:
+        return RunOutcome(run, await journal.step_results(run_id), already_done=True)
+    playbook, steps = choose_steps(request, services)
+    if run is None:
+        run = RunRecord(run_id=run_id, user=request.user, playbook=playbook, steps=steps,
+                        request=request.model_dump(mode="json", by_alias=True,
+                                                   exclude_none=True),
+                        dry_run=dry)
+        if await journal.create_run(run):
+            await journal.event(run_id, "run-started", f"run for {request.user}",
+                                {"playbook": playbook, "steps": steps, "dryRun": dry,
+                                 "source": request.source, "reason": request.reason})
+        else:
+            run = await journal.get_run(run_id) or run
+    run.attempts += 1
+
+    try:
+        user = await directory.resolve_user(services.graph, request.user)
+    except NotFound:
+        return await _finish(services, run, "failed", "unknown user: no user with that "
+                             "object id, UPN or mail in this tenant", {})
+    except ServiceError as exc:
+        if exc.retryable:
+            await _save_retry(services, run, exc, dequeue_count, max_dequeue_count)
+            raise RetryableRunError(str(exc)) from exc
+        return await _finish(services, run, "failed", f"could not read the user: {exc}", {})
+    run.user_id, run.upn = user.id, user.upn
+
+    refusal = await _exclusion(services, user)
+    if refusal:
+        await journal.event(run_id, "refused", refusal)
+        return await _finish(services, run, "refused", refusal, {})
+
+    prior = await journal.step_results(run_id)
+    done = {n: r for n, r in prior.items() if r.status in FINISHED_STEP_STATES
+            or (dry and r.status == StepStatus.PLANNED)}
+    ctx = StepContext(services=services, run=run, request=request, user=user, dry_run=dry,
+                      detected_at=request.detected_at or run.created_at.astimezone(UTC),
+                      results=dict(done), planned_steps=tuple(steps))
+    await journal.save_run(run)
+
+    retry_errors = await _run_waves(ctx, steps, done, run.attempts)
+    if retry_errors:
+        await _save_retry(services, run, retry_errors[0], dequeue_count, max_dequeue_count)
+        raise RetryableRunError("; ".join(str(e) for e in retry_errors))
+    failed = [n for n, r in ctx.results.items() if r.status == StepStatus.FAILED]
+    state = "failed" if failed else "finished"
+    reason = f"failed steps: {', '.join(failed)}" if failed else ""
+    return await _finish(services, run, state, reason, ctx.results)
+
+
+async def _run_waves(ctx: StepContext, steps: list[str], done: dict[str, StepResult],
+                     attempt: int) -> list[ServiceError]:
+    pending = [s for s in steps if s not in done]
+    blocked: set[str] = set()
+    retry_errors: list[ServiceError] = []
+    while pending:
+        specs = {s: get_step(s) for s in pending}
+        ready = [s for s in pending
+                 if not any(a in pending and a != s for a in specs[s].after)]
+        ready = [s for s in ready if not any(a in blocked for a in specs[s].after)]
+        if not ready:
+            break  # what is left waits for a blocked step: the redelivery finishes it
+        outcomes = await asyncio.gather(*(_execute(ctx, s, attempt) for s in ready))
+        for name, err in zip(ready, outcomes, strict=True):
+            pending.remove(name)
+            if err is not None:
+                blocked.add(name)
+                retry_errors.append(err)
+        pending = [s for s in pending if not any(a in blocked for a in specs[s].after)]
+    return retry_errors
+
+
+async def _execute(ctx: StepContext, name: str, attempt: int) -> ServiceError | None:
+    """Run one step; journal its result. Returns the error when it should be retried."""
+    step = get_step(name)
+    started = now()
+    retry: ServiceError | None = None
+    try:
+        unmet = [r for r in step.requires_success if ctx.succeeded(r) is False]
+        if unmet:
+            result = StepResult(step=name, status=StepStatus.SKIPPED,
+                                summary=f"not done because {', '.join(unmet)} did not succeed")
+        else:
+            result = await _plan_and_apply(ctx, step)
+    except ServiceError as exc:
+        status = StepStatus.FAILED
+        summary = str(exc)
+        if exc.retryable:
+            retry = exc
+            summary = f"transient failure, will retry: {exc}"
+        result = StepResult(step=name, status=status, summary=summary, error_code=exc.code,
+                            request_id=exc.request_id)
+    except ResponderError as exc:
+        result = StepResult(step=name, status=StepStatus.FAILED, summary=str(exc),
+                            error_code=type(exc).__name__)
+    except Exception as exc:  # a bug must not stop independent steps; record it plainly
+        log.exception("step %s crashed", name, extra={"run_id": ctx.run.run_id})
+        result = StepResult(step=name, status=StepStatus.FAILED,
+                            summary=f"internal error: {type(exc).__name__}",
+                            error_code="InternalError")
+    result.started_at = started
+    result.finished_at = now()
+    ctx.results[name] = result
+    await ctx.journal.record_step(ctx.run.run_id, result, attempt)
+    log.info("step %s: %s", name, result.status.value,
+             extra={"run_id": ctx.run.run_id, "step": name, "status": result.status.value})
+    return retry
+
+
+async def _plan_and_apply(ctx: StepContext, step: Any) -> StepResult:
+    if step.name == "collect_evidence":
+        # Evidence is read-only: it runs in dry runs too, so the report has the facts.
+        return await step.apply(ctx, await step.plan(ctx))
+    plan = await step.plan(ctx)
+    if plan.skip:
+        return StepResult(step=step.name, status=StepStatus.SKIPPED, summary=plan.skip)
+    if plan.nothing is not None and not plan.actions:
+        return StepResult(step=step.name, status=StepStatus.NOTHING_TO_DO,
+                          summary=plan.nothing)
+    if ctx.dry_run:
+        return StepResult(step=step.name, status=StepStatus.PLANNED,
+                          summary="; ".join(plan.actions),
+                          data={"wouldDo": plan.actions})
+    return await step.apply(ctx, plan)
+
+
+async def _exclusion(services: Services, user: directory.DirectoryUser) -> str | None:
+    policy = services.policy
+    if policy.excluded_user(user.id, user.upn, user.mail):
+        return "excluded account (policy exclusions.users): never touched"
+    groups = list(policy.exclusions.groups)
+    if groups:
+        hits = await directory.check_member_groups(services.graph, user.id, groups)
+        if hits:
+            return f"member of excluded group(s) {sorted(hits)}: never touched"
+    return None
+
+
+async def _save_retry(services: Services, run: RunRecord, exc: Exception, dequeue_count: int,
+                      max_dequeue_count: int) -> None:
+    if dequeue_count >= max_dequeue_count:
+        run.state = "poisoned"
+        run.reason = (f"gave up after {dequeue_count} deliveries (maxDequeueCount): {exc}; "
+                      "the message moves to the poison queue")
+        run.finished_at = now()
+    else:
+        run.reason = f"delivery {dequeue_count} hit a transient failure, will retry: {exc}"
+    await services.journal.save_run(run)
+    await services.journal.event(run.run_id, "retry" if run.state != "poisoned" else "poisoned",
+                                 run.reason)
+
+
+async def _finish(services: Services, run: RunRecord, state: str, reason: str,
+                  results: dict[str, StepResult]) -> RunOutcome:
+    run.state = state
+    run.reason = reason
+    run.finished_at = now()
+    await services.journal.save_run(run)
+    await services.journal.event(run.run_id, f"run-{state}", reason or f"run {state}")
+    return RunOutcome(run, results)
+
+
+def started_at(run: RunRecord) -> datetime:
+    return run.created_at

@@ -1,0 +1,97 @@
+"""Evidence first: a snapshot of everything the run may change, before it changes it.
+
+The document is what an investigator reads later and what a release restores from. A part
+that cannot be read (no licence, no mailbox, a missing permission) is recorded as
+unavailable with the reason; it does not stop the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from shared import exchange as exo
+from shared.errors import ServiceError
+from shared.graph import directory, identity_protection
+from shared.graph.auth_methods import PERM_METHODS_READ, PERM_PER_USER_MFA
+from shared.graph.directory import PERM_DOMAIN_READ, PERM_MEMBER_READ, PERM_USER_READ
+from shared.graph.identity_protection import PERM_RISKY_READ
+from shared.graph.mail import PERM_FOLDERS_READ, PERM_MAILBOX_READ
+from shared.journal import now
+from shared.models import StepResult, StepStatus
+from shared.playbook.context import Plan, StepContext
+from shared.playbook.registry import Step, register
+
+
+async def _part(name: str, load: Callable[[], Awaitable[Any]], out: dict[str, Any],
+                missing: dict[str, str]) -> None:
+    try:
+        out[name] = await load()
+    except ServiceError as exc:
+        if exc.retryable:
+            raise
+        missing[name] = f"{type(exc).__name__}: {exc}"
+
+
+@register
+class CollectEvidence(Step):
+    """Snapshot the user, risk, methods, rules, forwarding and audit state before changes."""
+
+    name = "collect_evidence"
+    graph_permissions = (PERM_USER_READ, PERM_DOMAIN_READ, PERM_RISKY_READ, PERM_METHODS_READ,
+                         PERM_PER_USER_MFA, PERM_MEMBER_READ, PERM_MAILBOX_READ,
+                         PERM_FOLDERS_READ)
+    exchange_permissions = (exo.PERM_EXCHANGE,)
+    directory_roles = ("Exchange Administrator",)
+    reversible = "read only"
+    dry_run_description = "reads the current state (also in a dry run) and stores it"
+    after = ()
+
+    async def plan(self, ctx: StepContext) -> Plan:
+        return Plan(actions=["snapshot user, risk, methods, rules, forwarding, audit"])
+
+    async def apply(self, ctx: StepContext, plan: Plan) -> StepResult:
+        doc: dict[str, Any] = {"runId": ctx.run.run_id, "collectedAt": now().isoformat(),
+                               "user": ctx.user.raw}
+        missing: dict[str, str] = {}
+        uid = ctx.user.id
+        await asyncio.gather(
+            _part("domains", ctx.domains, doc, missing),
+            _part("riskyUser", ctx.risky_user, doc, missing),
+            _part("riskHistory",
+                  lambda: identity_protection.risky_user_history(ctx.graph, uid), doc, missing),
+            _part("authenticationMethods", ctx.methods, doc, missing),
+            _part("perUserMfaState", ctx.per_user_mfa, doc, missing),
+            _part("memberOf", lambda: directory.member_of(ctx.graph, uid), doc, missing),
+            _part("mailFolders", ctx.folders, doc, missing),
+            _part("inboxRules", ctx.rules, doc, missing),
+            self._exchange(ctx, doc, missing),
+        )
+        doc["federated"] = await ctx.federated() if "domains" in doc else None
+        doc["unavailable"] = missing
+        ref = await ctx.journal.put_evidence(ctx.run.run_id, "evidence", doc)
+        ctx.run.evidence_blob = ref
+        summary = f"evidence stored at {ref}"
+        if missing:
+            summary += f"; unavailable: {', '.join(sorted(missing))}"
+        return StepResult(step=self.name, status=StepStatus.DONE, summary=summary,
+                          data={"evidenceBlob": ref, "unavailable": missing,
+                                "memberOf": _roles(doc.get("memberOf") or [])})
+
+    async def _exchange(self, ctx: StepContext, doc: dict[str, Any],
+                        missing: dict[str, str]) -> None:
+        # One after another: Exchange calls for one mailbox are not worth parallelising.
+        await _part("mailbox", ctx.mailbox, doc, missing)
+        await _part("auditBypass", lambda: exo.audit_bypass(ctx.exchange, ctx.mailbox_id), doc,
+                    missing)
+        await _part("organizationConfig", lambda: exo.organization_config(ctx.exchange), doc,
+                    missing)
+        await _part("exchangeInboxRules", ctx.exchange_rules, doc, missing)
+        await _part("restrictedSender", ctx.blocked, doc, missing)
+
+
+def _roles(member_of: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"id": m.get("id"), "roleTemplateId": m.get("roleTemplateId"),
+             "displayName": m.get("displayName")}
+            for m in member_of if str(m.get("@odata.type", "")).endswith("directoryRole")]

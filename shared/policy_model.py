@@ -1,0 +1,183 @@
+"""The policy file (`policy.json` by default): which playbook for which risk, who is never
+touched, and the knobs of each step. Validated at start; errors name the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.errors import PolicyError
+
+FULL_CONTAINMENT = (
+    "collect_evidence", "reset_password", "revoke_sessions", "confirm_compromised",
+    "require_mfa", "remove_suspicious_auth_methods", "disable_malicious_inbox_rules",
+    "clear_mailbox_forwarding", "enable_mailbox_audit", "request_unblock", "notify",
+)
+STANDARD = (
+    "collect_evidence", "revoke_sessions", "require_mfa", "disable_malicious_inbox_rules",
+    "enable_mailbox_audit", "notify",
+)
+NOTIFY_ONLY = ("collect_evidence", "notify")
+
+DEFAULT_KEYWORDS = (
+    "invoice", "payment", "wire", "transfer", "password", "bank", "remittance", "urgent",
+    "credentials", "docusign", "payroll", "ach", "swift", "iban",
+)
+# Global Administrator, Privileged Role Administrator, Privileged Authentication
+# Administrator, User Administrator, Exchange Administrator, Security Administrator,
+# Application Administrator, Cloud Application Administrator, Authentication Administrator,
+# Helpdesk Administrator, Conditional Access Administrator, SharePoint Administrator,
+# Billing Administrator, Intune Administrator, Hybrid Identity Administrator.
+DEFAULT_PRIVILEGED_ROLES = (
+    "62e90394-69f5-4237-9190-012177145e10", "e8611ab8-c189-46e8-94e1-60213ab1f814",
+    "7be44c8a-adaf-4e2a-84d6-ab2649e08a13", "fe930be7-5e62-47db-91af-98c3a49a38b1",
+    "29232cdf-9323-42fd-ade2-1d097af3e4de", "194ae4cb-b126-40b2-bd5b-6091b380977d",
+    "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3", "158c047a-c907-4556-b7ef-446551a6b5f7",
+    "c4e39bd9-1100-46d3-8c65-fb160da0071f", "729827e3-9c14-49f7-bb1b-9608f156bbb8",
+    "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9", "f28a1f50-f6e7-4571-818b-6a12f2af6b6c",
+    "b0f54661-2d74-4c50-afa3-1ec803f12efe", "3a2c62db-5318-420d-8d74-23affee5d9d5",
+    "8ac3fc64-6eca-42ea-9e69-59f4c7b60eb2",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class Exclusions(_Strict):
+    """Break-glass and other accounts the responder never touches."""
+
+    users: tuple[str, ...] = ()
+    """Object ids or UPNs (compared case-insensitively)."""
+    groups: tuple[str, ...] = ()
+    """Group object ids: members (transitively) are never touched."""
+
+
+class MfaPolicy(_Strict):
+    conditional_access_group_id: str | None = Field(None, alias="conditionalAccessGroupId")
+    """A group that a Conditional Access policy requires MFA (or blocks) for."""
+    per_user_mfa: bool = Field(True, alias="perUserMfa")
+    """Set per-user MFA to `enforced` (beta API)."""
+
+
+class AuthMethodsPolicy(_Strict):
+    window_days: float = Field(7, alias="windowDays", ge=0, le=365)
+    """Methods registered this long before the detection, or after it, are removed."""
+
+
+class InboxRulesPolicy(_Strict):
+    keywords: tuple[str, ...] = DEFAULT_KEYWORDS
+    internal_domains: tuple[str, ...] = Field((), alias="internalDomains")
+    """Extra domains counted as internal, besides the tenant's verified domains."""
+    include_hidden: bool = Field(True, alias="includeHidden")
+    """Also look for hidden rules through Exchange (Get-InboxRule -IncludeHidden)."""
+
+
+class UnblockPolicy(_Strict):
+    automatic: bool = False
+    """Release from restricted senders automatically once contained (else a pending request
+    for an administrator)."""
+
+
+class NotifyPolicy(_Strict):
+    soc_mailbox: str | None = Field(None, alias="socMailbox")
+    sender: str | None = None
+    """The mailbox the summary is sent from (Mail.Send; scope it with an application access
+    policy to this one mailbox)."""
+    teams_webhook_url: str | None = Field(None, alias="teamsWebhookUrl")
+    webhook_url: str | None = Field(None, alias="webhookUrl")
+    webhook_secret_setting: str = Field("RESPONDER_WEBHOOK_SECRET", alias="webhookSecretSetting")
+
+
+class PrivilegedPolicy(_Strict):
+    role_template_ids: tuple[str, ...] = Field(DEFAULT_PRIVILEGED_ROLES, alias="roleTemplateIds")
+    require_approval: bool = Field(True, alias="requireApproval")
+    always_safe_steps: tuple[str, ...] = Field(
+        ("collect_evidence", "revoke_sessions", "confirm_compromised",
+         "disable_malicious_inbox_rules", "clear_mailbox_forwarding", "enable_mailbox_audit",
+         "notify"),
+        alias="alwaysSafeSteps",
+    )
+    approval_hours: float = Field(4, alias="approvalHours", gt=0, le=168)
+
+
+class Policy(_Strict):
+    """The whole policy file."""
+
+    playbooks: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: {
+            "full-containment": FULL_CONTAINMENT,
+            "standard": STANDARD,
+            "notify-only": NOTIFY_ONLY,
+        }
+    )
+    risk_level_playbooks: dict[Literal["low", "medium", "high"], str] = Field(
+        default_factory=lambda: {"high": "full-containment", "medium": "standard",
+                                 "low": "notify-only"},
+        alias="riskLevelPlaybooks",
+    )
+    default_risk_level: Literal["low", "medium", "high"] = Field("high", alias="defaultRiskLevel")
+    exclusions: Exclusions = Exclusions()
+    mfa: MfaPolicy = MfaPolicy()
+    auth_methods: AuthMethodsPolicy = Field(AuthMethodsPolicy(), alias="authMethods")
+    inbox_rules: InboxRulesPolicy = Field(InboxRulesPolicy(), alias="inboxRules")
+    unblock: UnblockPolicy = UnblockPolicy()
+    notify: NotifyPolicy = NotifyPolicy()
+    privileged: PrivilegedPolicy = PrivilegedPolicy()
+    dedupe_minutes: float = Field(60, alias="dedupeMinutes", ge=0, le=7 * 24 * 60)
+    """Signals for a user with a run in this window start no new run."""
+
+    @field_validator("playbooks")
+    @classmethod
+    def _known_steps(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        from shared.playbook.registry import STEP_NAMES
+
+        for name, steps in value.items():
+            if not steps:
+                raise ValueError(f"playbook {name!r} has no steps")
+            unknown = [s for s in steps if s not in STEP_NAMES]
+            if unknown:
+                raise ValueError(f"playbook {name!r} names unknown steps {unknown}")
+        return value
+
+    @model_validator(mode="after")
+    def _levels_point_at_playbooks(self) -> Policy:
+        for level, playbook in self.risk_level_playbooks.items():
+            if playbook not in self.playbooks:
+                raise ValueError(f"riskLevelPlaybooks.{level} names unknown playbook {playbook!r}")
+        return self
+
+    def excluded_user(self, *identifiers: str | None) -> bool:
+        """True when any identifier (object id, UPN, mail) is in the excluded users."""
+        listed = {u.lower() for u in self.exclusions.users}
+        return any(i and i.lower() in listed for i in identifiers)
+
+
+def load_policy(path: str | Path | None) -> Policy:
+    """Read and validate the policy file; a missing default file gives the default policy."""
+    if path is None:
+        return Policy()
+    p = Path(path)
+    if not p.exists():
+        if str(path) == "policy.json":
+            return Policy()
+        raise PolicyError(f"RESPONDER_POLICY points at {str(p)!r}, which does not exist")
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PolicyError(f"policy file {str(p)!r} is not valid JSON: {exc}") from exc
+    return parse_policy(raw, origin=str(p))
+
+
+def parse_policy(raw: object, origin: str = "policy") -> Policy:
+    try:
+        return Policy.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise PolicyError(f"{origin} is invalid: {problems}") from exc

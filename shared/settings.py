@@ -1,0 +1,189 @@
+"""The one settings object, read once from app settings (environment) and validated.
+
+Names are public contracts (README "App settings"): users' Bicep, scripts and pipelines set
+them. A bad value fails at start with an error that names the setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+CredentialKind = Literal["managed-identity", "default", "static-token"]
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One app setting: its name, default (None = required) and meaning, for README and infra."""
+
+    name: str
+    default: str | None
+    meaning: str
+    required_in_azure: bool = False
+
+
+APP_SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("AzureWebJobsStorage", None, "storage for queues, run journal, evidence", True),
+    SettingSpec("RESPONDER_TENANT_ID", None, "the tenant acted on", True),
+    SettingSpec("GRAPH_BASE_URL", "https://graph.microsoft.com", "Graph host, no version"),
+    SettingSpec("EXCHANGE_BASE_URL", "https://outlook.office365.com", "Exchange admin REST host"),
+    SettingSpec("RESPONDER_CREDENTIAL", "managed-identity", "credential kind"),
+    SettingSpec("RESPONDER_STATIC_TOKEN", "", "bearer token for static-token; loopback only"),
+    SettingSpec("AZURE_CLIENT_ID", "", "client id of a user-assigned managed identity"),
+    SettingSpec("REMEDIATION_QUEUE", "remediation-requests", "the queue of remediation requests"),
+    SettingSpec("RESPONDER_POLICY", "policy.json", "path to the policy file"),
+    SettingSpec("RESPONDER_DRY_RUN", "false", "true: every run plans and reports, writes nothing"),
+)
+"""The contract of design.md. Later features add their own settings below this block."""
+
+EXTRA_SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("RESPONDER_JOURNAL_TABLE", "responderruns", "Table storage table of run records"),
+    SettingSpec("RESPONDER_EVIDENCE_CONTAINER", "responder-evidence", "evidence blobs"),
+    SettingSpec("RESPONDER_MAX_RETRY_WAIT_SECONDS", "120", "bound on total retry wait per call"),
+    SettingSpec("RESPONDER_MAX_ATTEMPTS", "6", "bound on attempts per Graph/Exchange call"),
+)
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names it."""
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _base_url(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = (env.get(name) or default).strip()
+    parts = urlsplit(raw)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise SettingsError(f"{name} must be an absolute http(s) URL, got {raw!r}")
+    if parts.scheme == "http" and not _is_loopback(raw):
+        raise SettingsError(f"{name} may use http:// only for a loopback host, got {raw!r}")
+    if parts.query or parts.fragment:
+        raise SettingsError(f"{name} must not carry a query or fragment")
+    path = parts.path.rstrip("/")
+    if path.endswith(("/v1.0", "/beta")):
+        raise SettingsError(f"{name} must not include the API version (the code adds it)")
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _bool(env: Mapping[str, str], name: str, default: str) -> bool:
+    raw = (env.get(name) or default).strip().lower()
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no", ""):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: str, lo: int, hi: int) -> int:
+    raw = (env.get(name) or default).strip()
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from exc
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app reads from its environment, validated once at start."""
+
+    storage_connection: str
+    tenant_id: str
+    storage_account: str = ""
+    """Identity-based storage (`AzureWebJobsStorage__accountName`), used when no connection
+    string is set: the deployed app holds no storage keys."""
+    graph_base_url: str = "https://graph.microsoft.com"
+    exchange_base_url: str = "https://outlook.office365.com"
+    credential: CredentialKind = "managed-identity"
+    static_token: str = field(default="", repr=False)
+    managed_identity_client_id: str = ""
+    remediation_queue: str = "remediation-requests"
+    policy_path: str = "policy.json"
+    dry_run: bool = False
+    journal_table: str = "responderruns"
+    evidence_container: str = "responder-evidence"
+    max_retry_wait_seconds: float = 120.0
+    max_attempts: int = 6
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Raw environment for settings that later features own (schedules, webhooks...)."""
+
+    @property
+    def loopback_only(self) -> bool:
+        """True when both service URLs are loopback (the emulator)."""
+        return _is_loopback(self.graph_base_url) and _is_loopback(self.exchange_base_url)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate; raises SettingsError naming the first bad setting."""
+        env = os.environ if env is None else env
+        storage = (env.get("AzureWebJobsStorage") or "").strip()
+        if not storage and not (env.get("AzureWebJobsStorage__accountName") or "").strip():
+            raise SettingsError(
+                "AzureWebJobsStorage is required (a connection string, or the identity-based "
+                "AzureWebJobsStorage__accountName / __queueServiceUri settings)"
+            )
+        tenant = (env.get("RESPONDER_TENANT_ID") or "").strip()
+        if not tenant:
+            raise SettingsError("RESPONDER_TENANT_ID is required (the tenant acted on)")
+        if len(tenant) > 100 or any(c in tenant for c in "/?#\\ "):
+            raise SettingsError("RESPONDER_TENANT_ID must be a tenant id or domain name")
+        graph = _base_url(env, "GRAPH_BASE_URL", "https://graph.microsoft.com")
+        exchange = _base_url(env, "EXCHANGE_BASE_URL", "https://outlook.office365.com")
+        credential = (env.get("RESPONDER_CREDENTIAL") or "managed-identity").strip()
+        if credential not in ("managed-identity", "default", "static-token"):
+            raise SettingsError(
+                "RESPONDER_CREDENTIAL must be managed-identity, default or static-token, "
+                f"got {credential!r}"
+            )
+        token = env.get("RESPONDER_STATIC_TOKEN") or ""
+        if credential == "static-token":
+            if not token:
+                raise SettingsError("RESPONDER_STATIC_TOKEN is required for static-token")
+            if not (_is_loopback(graph) and _is_loopback(exchange)):
+                raise SettingsError(
+                    "RESPONDER_CREDENTIAL=static-token is refused unless GRAPH_BASE_URL and "
+                    "EXCHANGE_BASE_URL are loopback (it exists for the local emulator only)"
+                )
+        queue = (env.get("REMEDIATION_QUEUE") or "remediation-requests").strip()
+        if not (3 <= len(queue) <= 63) or not all(c.islower() or c.isdigit() or c == "-"
+                                                   for c in queue):
+            raise SettingsError(
+                f"REMEDIATION_QUEUE must be a valid queue name (3-63 lowercase, digits, '-'), "
+                f"got {queue!r}"
+            )
+        return cls(
+            storage_connection=storage,
+            storage_account=(env.get("AzureWebJobsStorage__accountName") or "").strip(),
+            tenant_id=tenant,
+            graph_base_url=graph,
+            exchange_base_url=exchange,
+            credential=credential,  # type: ignore[arg-type]
+            static_token=token,
+            managed_identity_client_id=(env.get("AZURE_CLIENT_ID") or "").strip(),
+            remediation_queue=queue,
+            policy_path=(env.get("RESPONDER_POLICY") or "policy.json").strip(),
+            dry_run=_bool(env, "RESPONDER_DRY_RUN", "false"),
+            journal_table=(env.get("RESPONDER_JOURNAL_TABLE") or "responderruns").strip(),
+            evidence_container=(
+                env.get("RESPONDER_EVIDENCE_CONTAINER") or "responder-evidence"
+            ).strip(),
+            max_retry_wait_seconds=float(
+                _int(env, "RESPONDER_MAX_RETRY_WAIT_SECONDS", "120", 1, 3600)
+            ),
+            max_attempts=_int(env, "RESPONDER_MAX_ATTEMPTS", "6", 1, 20),
+            extra={k: v for k, v in env.items() if k.startswith("RESPONDER_")},
+        )
