@@ -108,6 +108,10 @@ def _password_ok(pw: str) -> bool:
 def patch_user(ctx: Ctx, uid: str) -> EmuResponse:
     user = ctx.user(uid)
     body = ctx.body_dict()
+    body = {k: v for k, v in body.items() if not k.startswith("@odata.type")}
+    if isinstance(body.get("passwordProfile"), dict):
+        body["passwordProfile"] = {k: v for k, v in body["passwordProfile"].items()
+                                   if not k.startswith("@odata")}
     for key in body:
         if key not in _WRITABLE_USER_FIELDS:
             raise GraphError(
@@ -399,7 +403,7 @@ def patch_group(ctx: Ctx, gid: str) -> EmuResponse:
     if any(i in g["members"] for i in ids) or len(set(ids)) != len(ids):
         raise GraphError(400, "Request_BadRequest", _ALREADY_EXISTS)
     for key in body:
-        if key not in ("members@odata.bind", "displayName", "description"):
+        if key not in ("members@odata.bind", "displayName", "description", "@odata.type"):
             raise GraphError(400, "Request_BadRequest",
                              f"Property '{key}' does not exist as a declared property.")
     g["members"].extend(ids)

@@ -42,7 +42,7 @@ def _risky(ctx: Ctx, rid: str) -> dict:
 def list_risky(ctx: Ctx) -> EmuResponse:
     items = [risky_view(r) for r in ctx.tenant.risky_users.values()]
     return ctx.collection(items, "identityProtection/riskyUsers", page_key="riskyUsers",
-                          filter_fields=RISKY_USER_FIELDS, default_page=20, max_top=500)
+                          filter_fields=RISKY_USER_FIELDS, default_page=100, max_top=500)
 
 
 @router.add("GET", "identityProtection/riskyUsers/{rid}")
@@ -55,7 +55,7 @@ def risky_history(ctx: Ctx, rid: str) -> EmuResponse:
     ru = _risky(ctx, rid)
     return ctx.collection(copy.deepcopy(ru["history"]),
                           f"identityProtection/riskyUsers('{rid}')/history",
-                          page_key="riskyUserHistory", default_page=20, max_top=500)
+                          page_key="riskyUserHistory", default_page=100, max_top=500)
 
 
 def _user_ids(ctx: Ctx) -> list[str]:

@@ -9,7 +9,6 @@ from typing import Any
 
 from .messages import EmuRequest
 
-
 REDACTED = "<redacted>"
 
 

@@ -12,10 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-HIDING_FOLDERS = frozenset({
-    "rss feeds", "rss subscriptions", "archive", "junk email", "junk e-mail", "junk",
-    "deleted items", "conversation history", "notes",
-})
+HIDING_FOLDERS = frozenset({"rss feeds", "rss subscriptions", "conversation history", "notes"})
+"""Folders nobody reads: moving mail there is suspicious on its own."""
+QUIET_FOLDERS = frozenset({"archive", "junk email", "junk e-mail", "junk", "deleted items"})
+"""Folders people do file into: suspicious only with keywords, mark-as-read or all mail."""
+
+
+def _quiet_move_is_suspicious(conditions: dict[str, Any], marks_read: bool,
+                              keyword_hits: list[str]) -> bool:
+    return bool(keyword_hits or marks_read or not any(conditions.values()))
 
 
 def _addresses(recipients: Any) -> list[str]:
@@ -79,20 +84,21 @@ def graph_rule_reasons(
         reasons.append("deletes messages")
     if actions.get("permanentDelete"):
         reasons.append("permanently deletes messages")
-    target = actions.get("moveToFolder")
-    if target:
-        name = folder_names.get(str(target), str(target))
-        if name.lower() in HIDING_FOLDERS:
-            reasons.append(f"moves messages to {name}")
-    if actions.get("markAsRead") and actions.get("stopProcessingRules"):
-        reasons.append("marks messages read and stops other rules")
     words: list[str] = []
     for key in ("subjectContains", "bodyContains", "bodyOrSubjectContains", "headerContains"):
         words.extend(str(w) for w in conditions.get(key) or [])
     hits = _keywords_hit(words, keywords)
-    acts = bool(target or actions.get("markAsRead") or actions.get("delete")
-                or actions.get("permanentDelete") or reasons)
-    if hits and acts:
+    target = actions.get("moveToFolder")
+    if target:
+        name = folder_names.get(str(target), str(target))
+        if name.lower() in HIDING_FOLDERS or (
+                name.lower() in QUIET_FOLDERS
+                and _quiet_move_is_suspicious(conditions, bool(actions.get("markAsRead")),
+                                              hits)):
+            reasons.append(f"moves messages to {name}")
+    if actions.get("markAsRead") and actions.get("stopProcessingRules"):
+        reasons.append("marks messages read and stops other rules")
+    if hits and reasons:
         reasons.append(f"acts on keywords {', '.join(hits)}")
     if reasons and not any(conditions.values()):
         reasons.append("applies to all mail")
@@ -110,17 +116,21 @@ def exchange_rule_reasons(
             reasons.append(f"{key} outside the organisation: {', '.join(outside)}")
     if row.get("DeleteMessage"):
         reasons.append("deletes messages")
-    folder = str(row.get("MoveToFolder") or "")
-    if folder:
-        leaf = folder.replace("\\", "/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].strip()
-        if leaf.lower() in HIDING_FOLDERS:
-            reasons.append(f"moves messages to {leaf}")
-    if row.get("MarkAsRead") and row.get("StopProcessingRules"):
-        reasons.append("marks messages read and stops other rules")
     words = [str(w) for key in ("SubjectContainsWords", "BodyContainsWords",
                                 "SubjectOrBodyContainsWords")
              for w in (row.get(key) or [])]
     hits = _keywords_hit(words, keywords)
-    if hits and (folder or row.get("MarkAsRead") or row.get("DeleteMessage") or reasons):
+    folder = str(row.get("MoveToFolder") or "")
+    if folder:
+        leaf = folder.replace("\\", "/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].strip()
+        conditions = {k: row.get(k) for k in ("From", "SentTo", "SubjectContainsWords",
+                                                "BodyContainsWords", "FromAddressContainsWords")}
+        if leaf.lower() in HIDING_FOLDERS or (
+                leaf.lower() in QUIET_FOLDERS
+                and _quiet_move_is_suspicious(conditions, bool(row.get("MarkAsRead")), hits)):
+            reasons.append(f"moves messages to {leaf}")
+    if row.get("MarkAsRead") and row.get("StopProcessingRules"):
+        reasons.append("marks messages read and stops other rules")
+    if hits and reasons:
         reasons.append(f"acts on keywords {', '.join(hits)}")
     return reasons

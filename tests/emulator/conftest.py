@@ -23,6 +23,14 @@ ATTACKER_APP = "9f2b8e41-c7d3-4a65-b0e9-7d4c3a2b1e06"
 AUTH = {"Authorization": "Bearer test-token"}
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every emulator test is bounded: 60 s at most, most take well under a second."""
+    here = str(Path(__file__).parent)
+    for item in items:
+        if str(item.fspath).startswith(here) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(60))
+
+
 @pytest.fixture
 def server() -> Iterator[EmulatorServer]:
     with EmulatorServer(load_tenant(DEMO), seed=7) as srv:

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_control_api(server):
     base = server.base_url + "/_emulator"
     with httpx.Client(timeout=5) as c:
-        r = c.post(base + "/config", json={"throttle": {"directory_write": {"capacity": 1,
-                                                                             "refill_per_sec": 0.01}}})
+        bucket = {"capacity": 1, "refill_per_sec": 0.01}
+        r = c.post(base + "/config", json={"throttle": {"directory_write": bucket}})
         assert r.status_code == 200 and r.json()["throttle"]["directory_write"]["capacity"] == 1
         assert c.post(base + "/faults", json={"path_regex": "/groups", "status": 503}
                       ).status_code == 201

@@ -20,7 +20,7 @@ def test_missing_or_wrong_token_is_401_in_graph_shape(server, client):
     r = httpx.get(server.base_url + "/v1.0/users", headers={"Authorization": "Bearer nope"},
                   timeout=5)
     assert r.status_code == 401
-    r = client.post(f"/adminapi/beta/x/InvokeCommand", headers={"Authorization": "Bearer x"},
+    r = client.post("/adminapi/beta/x/InvokeCommand", headers={"Authorization": "Bearer x"},
                     json={})
     assert r.status_code == 401
 

@@ -45,9 +45,13 @@ class DisableMaliciousInboxRules(Step):
             except (Forbidden, NotFound) as exc:
                 rows = []
                 exchange_note = f"hidden rules not checked: {exc}"
-            graph_names = {str(r.get("displayName", "")).lower() for r in await ctx.rules()}
+            graph_rules = await ctx.rules()
+            graph_ids = {str(r.get("id")) for r in graph_rules}
+            graph_names = {str(r.get("displayName")) for r in graph_rules
+                           if r.get("displayName")}
             for row in rows:
-                if str(row.get("Name", "")).lower() in graph_names or not row.get("Enabled"):
+                ids = {str(row.get("RuleIdentity")), str(row.get("Identity"))}
+                if ids & graph_ids or row.get("Name") in graph_names or not row.get("Enabled"):
                     continue  # visible through Graph: handled above
                 reasons = exchange_rule_reasons(row, internal, keywords)
                 if reasons:
