@@ -242,3 +242,20 @@ async def set_inbox_rule_enabled(ex: ExchangeClient, mailbox: str, rule_identity
     cmdlet = "Enable-InboxRule" if enabled else "Disable-InboxRule"
     await ex.invoke(cmdlet, {"Mailbox": mailbox, "Identity": rule_identity},
                     anchor_mailbox=mailbox)
+
+
+async def set_organization_audit_disabled(ex: ExchangeClient, disabled: bool) -> None:
+    """The organisation-wide switch: AuditDisabled true turns mailbox auditing off for all."""
+    await ex.invoke("Set-OrganizationConfig", {"AuditDisabled": disabled})
+
+
+async def audit_bypass_associations(ex: ExchangeClient) -> list[dict[str, Any]]:
+    """Every audit bypass association, all pages. The cmdlet has no -Filter parameter, so
+    callers filter on AuditBypassEnabled: the cost is pages (1000 rows each), not mailboxes."""
+    return (await ex.invoke("Get-MailboxAuditBypassAssociation",
+                            {"ResultSize": "Unlimited"})).value
+
+
+async def all_mailboxes(ex: ExchangeClient) -> list[dict[str, Any]]:
+    """Every mailbox, all pages (1000 rows each)."""
+    return (await ex.invoke("Get-Mailbox", {"ResultSize": "Unlimited"})).value

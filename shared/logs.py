@@ -7,10 +7,52 @@ installed, logs and traces go to Application Insights; otherwise nothing is expo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
+
+RUN_ID: ContextVar[str | None] = ContextVar("responder_run_id", default=None)
+"""The run being worked on in this task; the runner sets it, every log line carries it."""
+
+
+@contextlib.contextmanager
+def run_context(run_id: str, **attributes: Any) -> Iterator[None]:
+    """Tag every log line (and an OpenTelemetry span, when available) with the run id."""
+    token = RUN_ID.set(run_id)
+    try:
+        with _span("responder.run", {"responder.run_id": run_id, **attributes}):
+            yield
+    finally:
+        RUN_ID.reset(token)
+
+
+@contextlib.contextmanager
+def _span(name: str, attributes: dict[str, Any]) -> Iterator[None]:
+    """A trace span when opentelemetry is importable (it is a no-op without an exporter)."""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        yield
+        return
+    clean = {k: v for k, v in attributes.items() if isinstance(v, str | bool | int | float)}
+    with trace.get_tracer("responder").start_as_current_span(name, attributes=clean):
+        yield
+
+
+class RunIdFilter(logging.Filter):
+    """Adds `run_id` from the context to records that do not carry one already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "run_id", None) is None:
+            current = RUN_ID.get()
+            if current is not None:
+                record.run_id = current
+        return True
 
 _REDACT = [
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/=]{8,}"), r"\1<redacted>"),
@@ -69,6 +111,7 @@ def configure_logging(level: int = logging.INFO) -> None:
         root.addHandler(handler)
         root.setLevel(level)
     for handler in root.handlers:
+        handler.addFilter(RunIdFilter())
         handler.addFilter(RedactingFilter())
     logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -81,3 +124,8 @@ def configure_logging(level: int = logging.INFO) -> None:
                 "is not installed: telemetry is not exported")
         else:
             configure_azure_monitor(logger_name="responder")
+            # The exporter's handler sits on the "responder" logger: give it the run id
+            # and the redaction too (custom dimensions come from the record's attributes).
+            for handler in logging.getLogger("responder").handlers:
+                handler.addFilter(RunIdFilter())
+                handler.addFilter(RedactingFilter())

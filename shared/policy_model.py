@@ -104,6 +104,69 @@ class PrivilegedPolicy(_Strict):
     approval_hours: float = Field(4, alias="approvalHours", gt=0, le=168)
 
 
+Fix = Literal["fix", "report"]
+Enqueue = Literal["enqueue", "report"]
+
+
+class AuditSweepPolicy(_Strict):
+    """What the mailbox audit sweep changes (`fix`) or only reports (`report`)."""
+
+    mailboxes: Fix = "fix"
+    """Mailboxes with AuditEnabled false: turning auditing on is the safe state."""
+    bypass: Fix = "fix"
+    """Accounts with an audit bypass association (their activity is not logged)."""
+    organization: Fix = "report"
+    """The organisation-wide switch (AuditDisabled): reported unless set to `fix`."""
+
+
+class RiskyUsersSweepPolicy(_Strict):
+    levels: tuple[Literal["low", "medium", "high"], ...] = ("high",)
+    """Risk levels swept (users still `atRisk`); add `medium` to sweep those too."""
+    mode: Enqueue = "enqueue"
+
+
+class RestrictedSendersSweepPolicy(_Strict):
+    mode: Enqueue = "enqueue"
+    """Blocked senders with no run: a remediation request, or a line in the report.
+    Release of contained ones follows `unblock.automatic`."""
+
+
+class StalledRunsSweepPolicy(_Strict):
+    after_minutes: float = Field(60, alias="afterMinutes", ge=5, le=7 * 24 * 60)
+    """A run still `running` and not updated for this long is stalled."""
+    mode: Literal["resume", "report"] = "resume"
+
+
+class ForwardingSweepPolicy(_Strict):
+    enabled: bool = False
+    """Opt-in (or app setting RESPONDER_SWEEP_FORWARDING_ENABLED=true)."""
+    mode: Enqueue = "report"
+    mailboxes_per_run: int = Field(100, alias="mailboxesPerRun", ge=1, le=5000)
+    """Mailboxes whose rules are read per run; the sweep rotates through the tenant."""
+    risk_level: Literal["low", "medium", "high"] = Field("high", alias="riskLevel")
+
+
+class SecureScoreSweepPolicy(_Strict):
+    days: int = Field(7, ge=2, le=90)
+    """Days of Secure Score history read for the trend."""
+
+
+class SweepsPolicy(_Strict):
+    """The timer sweeps (docs/sweeps.md). Defaults change only what is safe to change."""
+
+    recent_run_hours: float = Field(24, alias="recentRunHours", ge=0, le=30 * 24)
+    """Users with a run finished (or still going) in this window are not queued again."""
+    max_items_per_run: int = Field(500, alias="maxItemsPerRun", ge=1, le=100_000)
+    max_seconds_per_run: float = Field(480, alias="maxSecondsPerRun", ge=5, le=3600)
+    audit: AuditSweepPolicy = AuditSweepPolicy()
+    risky_users: RiskyUsersSweepPolicy = Field(RiskyUsersSweepPolicy(), alias="riskyUsers")
+    restricted_senders: RestrictedSendersSweepPolicy = Field(
+        RestrictedSendersSweepPolicy(), alias="restrictedSenders")
+    stalled_runs: StalledRunsSweepPolicy = Field(StalledRunsSweepPolicy(), alias="stalledRuns")
+    forwarding: ForwardingSweepPolicy = ForwardingSweepPolicy()
+    secure_score: SecureScoreSweepPolicy = Field(SecureScoreSweepPolicy(), alias="secureScore")
+
+
 class Policy(_Strict):
     """The whole policy file."""
 
@@ -127,6 +190,7 @@ class Policy(_Strict):
     unblock: UnblockPolicy = UnblockPolicy()
     notify: NotifyPolicy = NotifyPolicy()
     privileged: PrivilegedPolicy = PrivilegedPolicy()
+    sweeps: SweepsPolicy = SweepsPolicy()
     dedupe_minutes: float = Field(60, alias="dedupeMinutes", ge=0, le=7 * 24 * 60)
     """Signals for a user with a run in this window start no new run."""
 

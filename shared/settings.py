@@ -45,6 +45,22 @@ EXTRA_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("RESPONDER_EVIDENCE_CONTAINER", "responder-evidence", "evidence blobs"),
     SettingSpec("RESPONDER_MAX_RETRY_WAIT_SECONDS", "120", "bound on total retry wait per call"),
     SettingSpec("RESPONDER_MAX_ATTEMPTS", "6", "bound on attempts per Graph/Exchange call"),
+    # timer sweeps (docs/sweeps.md): 6-field NCRONTAB schedules, UTC unless WEBSITE_TIME_ZONE
+    SettingSpec("RESPONDER_SWEEP_AUDIT_SCHEDULE", "0 15 2 * * *", "mailbox audit sweep schedule"),
+    SettingSpec("RESPONDER_SWEEP_RISKY_USERS_SCHEDULE", "0 */30 * * * *",
+                "risky-user sweep schedule"),
+    SettingSpec("RESPONDER_SWEEP_RESTRICTED_SENDERS_SCHEDULE", "0 5,35 * * * *",
+                "restricted-senders reconciliation schedule"),
+    SettingSpec("RESPONDER_SWEEP_STALLED_RUNS_SCHEDULE", "0 */15 * * * *",
+                "stalled-run sweep schedule"),
+    SettingSpec("RESPONDER_SWEEP_FORWARDING_SCHEDULE", "0 20 * * * *",
+                "forwarding and inbox-rules sweep schedule (opt-in)"),
+    SettingSpec("RESPONDER_SWEEP_SECURE_SCORE_SCHEDULE", "0 0 7 * * *",
+                "Secure Score posture sweep schedule"),
+    SettingSpec("RESPONDER_SWEEPS_DRY_RUN", "false",
+                "true: sweeps report what they would do and change nothing"),
+    SettingSpec("RESPONDER_SWEEP_FORWARDING_ENABLED", "false",
+                "true: turn on the opt-in forwarding and inbox-rules sweep"),
 )
 
 

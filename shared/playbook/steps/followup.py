@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from shared import exchange as exo
-from shared.graph import directory
 from shared.journal import now
 from shared.models import StepResult, StepStatus
 from shared.playbook.context import Plan, StepContext
@@ -76,12 +75,12 @@ def summary_lines(ctx: StepContext) -> list[str]:
 
 @register
 class Notify(Step):
-    """Send the run's summary to the SOC mailbox (when configured)."""
+    """Send the run's summary to the SOC mailbox, Teams and a signed webhook (as configured)."""
 
     name = "notify"
     graph_permissions = ("Mail.Send",)
     reversible = "nothing to undo"
-    dry_run_description = "would mail the run summary to the SOC mailbox"
+    dry_run_description = "would send the run summary to the configured channels"
     after = tuple(n for n in (
         "collect_evidence", "revoke_sessions", "reset_password", "disable_account",
         "confirm_compromised", "require_mfa", "remove_suspicious_auth_methods",
@@ -89,20 +88,21 @@ class Notify(Step):
         "request_unblock"))
 
     async def plan(self, ctx: StepContext) -> Plan:
-        cfg = ctx.policy.notify
-        if not cfg.soc_mailbox or not cfg.sender:
-            return Plan.skipped("no SOC mailbox configured (policy notify.socMailbox/sender)")
-        return Plan(actions=[f"mail the summary to {cfg.soc_mailbox}"])
+        from shared import notify
+
+        if not notify.configured(ctx.services):
+            return Plan.skipped("no notification channel configured (policy notify: "
+                                "socMailbox+sender, teamsWebhookUrl, webhookUrl)")
+        return Plan(actions=["send the run summary to the configured channels"])
 
     async def apply(self, ctx: StepContext, plan: Plan) -> StepResult:
-        cfg = ctx.policy.notify
-        assert cfg.sender and cfg.soc_mailbox
-        body = "\n".join(summary_lines(ctx))
-        message = {
-            "subject": f"[responder] compromised account contained: {ctx.user.upn}",
-            "body": {"contentType": "Text", "content": body},
-            "toRecipients": [{"emailAddress": {"address": cfg.soc_mailbox}}],
-        }
-        await directory.send_mail(ctx.graph, cfg.sender, message)
-        return StepResult(step=self.name, status=StepStatus.DONE,
-                          summary=f"summary mailed to {cfg.soc_mailbox}")
+        # Fan-out through shared.notify: a failed channel is journaled and reported as
+        # partial, never as a failed step (a notification must not fail the run).
+        from shared import notify
+
+        deliveries = await notify.send(ctx.services, notify.run_note(ctx.run, ctx.results))
+        ok = all(d.ok for d in deliveries)
+        return StepResult(step=self.name, status=StepStatus.DONE if ok else StepStatus.PARTIAL,
+                          summary=notify.summary(deliveries),
+                          data={"deliveries": [{"channel": d.channel, "ok": d.ok,
+                                                "detail": d.detail} for d in deliveries]})

@@ -1,0 +1,154 @@
+"""The demo: contain a compromised account end to end on this machine, no Azure account.
+
+Starts Azurite and the tenant emulator (seeded with a compromised user), puts a
+remediation request on the queue exactly as an alert would, runs the queue-triggered
+function through the local host, prints the run report and what changed in the tenant,
+and exits 0 when the run finished.
+
+    python -m devtools.demo [--user UPN] [--dry-run] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANT = ROOT / "devtools" / "tenants" / "demo.json"
+POLICY = ROOT / "devtools" / "demo-policy.json"
+
+
+def _user(state: dict[str, Any], upn: str) -> dict[str, Any]:
+    return next(u for u in state["users"] if u["userPrincipalName"].lower() == upn.lower())
+
+
+def tenant_changes(before: dict[str, Any], after: dict[str, Any], upn: str) -> list[str]:
+    """A person-readable list of what differs for one user between two emulator dumps."""
+    b, a = _user(before, upn), _user(after, upn)
+    out: list[str] = []
+    if a.get("passwordChangeCount", 0) != b.get("passwordChangeCount", 0):
+        out.append("password: reset to a random value nobody knows (not shown anywhere)")
+    if a.get("sessionsRevokedCount", 0) != b.get("sessionsRevokedCount", 0):
+        out.append("sign-in sessions: revoked")
+    if a.get("accountEnabled") != b.get("accountEnabled"):
+        out.append(f"account enabled: {b.get('accountEnabled')} -> {a.get('accountEnabled')}")
+    if a.get("perUserMfaState") != b.get("perUserMfaState"):
+        out.append(f"per-user MFA: {b.get('perUserMfaState')} -> {a.get('perUserMfaState')}")
+    groups = {g["id"]: g["displayName"] for g in after.get("groups", [])}
+    for gid in set(a.get("memberOf", [])) - set(b.get("memberOf", [])):
+        out.append(f"added to group: {groups.get(gid, gid)}")
+    gone = {m["id"] for m in b.get("authMethods", [])} - {m["id"] for m in a.get("authMethods", [])}
+    for m in b.get("authMethods", []):
+        if m["id"] in gone:
+            out.append(f"MFA method removed: {m.get('type') or m.get('@odata.type')} "
+                       f"'{m.get('displayName', '')}' registered {m.get('createdDateTime')}")
+    rules_b = {r["id"]: r for r in (b.get("mailbox") or {}).get("rules", [])}
+    for r in (a.get("mailbox") or {}).get("rules", []):
+        old = rules_b.get(r["id"], {})
+        if old.get("isEnabled", True) != r.get("isEnabled", True):
+            hidden = " (hidden rule)" if r.get("hidden") else ""
+            out.append(f"inbox rule '{r.get('displayName')}'{hidden}: disabled (kept for restore)")
+    mb_b, mb_a = b.get("mailbox") or {}, a.get("mailbox") or {}
+    if mb_b.get("forwardingSmtpAddress") != mb_a.get("forwardingSmtpAddress"):
+        out.append(f"mailbox forwarding: {mb_b.get('forwardingSmtpAddress')} -> "
+                   f"{mb_a.get('forwardingSmtpAddress')}")
+    if mb_b.get("auditEnabled") != mb_a.get("auditEnabled"):
+        out.append(f"mailbox auditing: {mb_b.get('auditEnabled')} -> {mb_a.get('auditEnabled')}")
+    risky_b = {r["id"]: r for r in before.get("riskyUsers", [])}
+    for r in after.get("riskyUsers", []):
+        if r["id"] == a["id"] and risky_b.get(r["id"], {}).get("riskState") != r["riskState"]:
+            out.append(f"risk state: {risky_b.get(r['id'], {}).get('riskState')} -> "
+                       f"{r['riskState']}")
+    blocked_b = {x["SenderAddress"].lower() for x in before.get("blockedSenders", [])}
+    blocked_a = {x["SenderAddress"].lower() for x in after.get("blockedSenders", [])}
+    for addr in blocked_b - blocked_a:
+        out.append(f"restricted senders: {addr} released")
+    return out
+
+
+async def run_demo(user: str, dry_run: bool, as_json: bool) -> int:
+    import function_app
+    from devtools.azurite import start_azurite
+    from devtools.emulator import EmulatorServer, load_tenant
+    from devtools.localhost import LocalHost
+    from functions import runtime
+    from shared.credentials import StaticTokenCredential
+    from shared.models import RemediationRequest
+    from shared.report import json_text, text_table
+    from shared.services import Services
+    from shared.settings import Settings
+
+    token = secrets.token_urlsafe(24)  # a fresh local token; the emulator accepts only it
+    started = time.monotonic()
+    print("starting Azurite and the tenant emulator ...", file=sys.stderr)
+    with start_azurite() as azurite, \
+            EmulatorServer(load_tenant(TENANT), token=token, seed=7) as emulator:
+        env = {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "RESPONDER_TENANT_ID": "contoso.onmicrosoft.com",
+            "GRAPH_BASE_URL": emulator.base_url, "EXCHANGE_BASE_URL": emulator.base_url,
+            "RESPONDER_CREDENTIAL": "static-token", "RESPONDER_STATIC_TOKEN": token,
+            "REMEDIATION_QUEUE": "remediation-requests", "RESPONDER_POLICY": str(POLICY),
+        }
+        settings = Settings.from_env(env)
+        services = Services.create(settings, credential=StaticTokenCredential(token))
+        runtime.use_services(services)
+        try:
+            before = emulator.state()
+            request = RemediationRequest.model_validate({
+                "user": user, "requestId": f"demo-{int(time.time())}", "riskLevel": "high",
+                "reason": "Entra ID Protection: unfamiliar sign-in properties, high risk",
+                "source": "demo", "requestedBy": "devtools.demo", "dryRun": dry_run,
+            })
+            await services.storage.enqueue(settings.remediation_queue, request.to_message())
+            print(f"queued a remediation request for {user}; running the queue worker ...",
+                  file=sys.stderr)
+            host = LocalHost(function_app.app, services.storage, env, visibility_timeout=1)
+            stats = await host.run_until_idle(120)
+            from shared.playbook.runner import run_id_for
+
+            run_id = run_id_for(request, dry_run or settings.dry_run)
+            run = await services.journal.get_run(run_id)
+            if run is None:
+                print("the run was not recorded", file=sys.stderr)
+                return 1
+            results = await services.journal.step_results(run_id)
+            after = emulator.state()
+            if as_json:
+                print(json_text(run, results))
+            else:
+                print()
+                print(text_table(run, results))
+                print("\nwhat changed in the tenant:")
+                changes = tenant_changes(before, after, run.upn or user)
+                for line in changes or ["nothing (dry run)" if dry_run else "nothing"]:
+                    print(f"  - {line}")
+                writes = [e for e in emulator.requests() if e.get("write")]
+                print(f"\n{len(emulator.requests())} Graph/Exchange calls, {len(writes)} "
+                      f"writes; {stats.delivered} queue deliveries; "
+                      f"{time.monotonic() - started:.1f} s in all")
+            return 0 if run.state == "finished" else 1
+        finally:
+            runtime.use_services(None)
+            await services.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--user", default="megan@contoso.com")
+    parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    return asyncio.run(run_demo(args.user, args.dry_run, args.json))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

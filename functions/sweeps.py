@@ -1,0 +1,74 @@
+"""Timer triggers: one per sweep, schedules from app settings (6-field NCRONTAB).
+
+Each function is a thin adapter: log the tick, run the sweep once (bounded, under its lease,
+so a tick that arrives while the previous run is still going returns at once), and raise
+when the sweep failed so the failure shows in monitoring. A past-due tick (the app was down
+or busy) runs once, normally: the work is bounded and resumes from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from functions.runtime import services
+from shared.sweeps import run_sweep
+
+bp = func.Blueprint()
+log = logging.getLogger("responder.functions.sweeps")
+
+
+class SweepFailed(RuntimeError):
+    """The sweep recorded a failure (its report in the journal says why)."""
+
+
+async def fire(name: str, timer: func.TimerRequest) -> None:
+    past_due = bool(getattr(timer, "past_due", False))
+    log.info("sweep %s timer fired%s", name, " (past due)" if past_due else "")
+    result = await run_sweep(await services(), name, trigger="timer", past_due=past_due)
+    log.info(result.summary())
+    if result.status == "failed":
+        raise SweepFailed(f"{result.summary()}: {'; '.join(result.errors)}")
+
+
+@bp.function_name("sweep_audit")
+@bp.timer_trigger(arg_name="timer", schedule="%RESPONDER_SWEEP_AUDIT_SCHEDULE%",
+                  run_on_startup=False, use_monitor=True)
+async def sweep_audit(timer: func.TimerRequest) -> None:
+    await fire("audit", timer)
+
+
+@bp.function_name("sweep_risky_users")
+@bp.timer_trigger(arg_name="timer", schedule="%RESPONDER_SWEEP_RISKY_USERS_SCHEDULE%",
+                  run_on_startup=False, use_monitor=True)
+async def sweep_risky_users(timer: func.TimerRequest) -> None:
+    await fire("risky_users", timer)
+
+
+@bp.function_name("sweep_restricted_senders")
+@bp.timer_trigger(arg_name="timer", schedule="%RESPONDER_SWEEP_RESTRICTED_SENDERS_SCHEDULE%",
+                  run_on_startup=False, use_monitor=True)
+async def sweep_restricted_senders(timer: func.TimerRequest) -> None:
+    await fire("restricted_senders", timer)
+
+
+@bp.function_name("sweep_stalled_runs")
+@bp.timer_trigger(arg_name="timer", schedule="%RESPONDER_SWEEP_STALLED_RUNS_SCHEDULE%",
+                  run_on_startup=False, use_monitor=True)
+async def sweep_stalled_runs(timer: func.TimerRequest) -> None:
+    await fire("stalled_runs", timer)
+
+
+@bp.function_name("sweep_forwarding_rules")
+@bp.timer_trigger(arg_name="timer", schedule="%RESPONDER_SWEEP_FORWARDING_SCHEDULE%",
+                  run_on_startup=False, use_monitor=True)
+async def sweep_forwarding_rules(timer: func.TimerRequest) -> None:
+    await fire("forwarding_rules", timer)
+
+
+@bp.function_name("sweep_secure_score")
+@bp.timer_trigger(arg_name="timer", schedule="%RESPONDER_SWEEP_SECURE_SCORE_SCHEDULE%",
+                  run_on_startup=False, use_monitor=True)
+async def sweep_secure_score(timer: func.TimerRequest) -> None:
+    await fire("secure_score", timer)

@@ -1,0 +1,345 @@
+"""What every sweep shares: the result it reports, a registry, a per-sweep lease so two runs
+never overlap, a checkpoint in Table storage so a bounded run resumes where the last one
+stopped, and `run_sweep`, the one entry point used by the timers and the command line.
+
+A sweep pass walks a list of items in a stable order (sorted keys). The checkpoint keeps the
+key of the last item handled, saved after each item: a run cut short by its budget, its time
+limit or a fault continues after that key, so nothing is skipped and nothing repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
+
+from shared.errors import ResponderError
+from shared.journal import now
+
+if TYPE_CHECKING:
+    from shared.exchange import ExchangeClient
+    from shared.graph.client import GraphClient
+    from shared.services import Services
+
+log = logging.getLogger("responder.sweeps")
+
+CHECKPOINTS = "sweep-checkpoints"
+LEASES = "sweep-leases"
+REPORTS = "sweep-reports"
+LEASE_MARGIN_SECONDS = 120
+"""A lease outlives the run's time limit by this much, so a crashed run frees it soon after."""
+
+
+def event_partition(name: str) -> str:
+    """Journal partition holding a sweep's append-only events."""
+    return f"sweep-{name}"
+
+
+@dataclass
+class SweepResult:
+    """What one sweep run found and did. `complete` is False when a pass continues next run."""
+
+    sweep: str
+    dry_run: bool = False
+    status: str = "ok"
+    """ok | skipped (overlap, disabled) | not-available (licence, 403) | failed"""
+    started_at: datetime = field(default_factory=now)
+    finished_at: datetime | None = None
+    trigger: str = "cli"
+    past_due: bool = False
+    complete: bool = True
+    found: list[dict[str, Any]] = field(default_factory=list)
+    """Each finding: kind, who or what, and why."""
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    """Each action taken (or, in a dry run, that would be taken)."""
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    """Findings deliberately left alone, with the reason (excluded, recent run...)."""
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    """Sweep-specific report data (the posture report puts its score and controls here)."""
+
+    def note(self, line: str) -> None:
+        self.notes.append(line)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sweep": self.sweep, "status": self.status, "dryRun": self.dry_run,
+            "trigger": self.trigger, "pastDue": self.past_due, "complete": self.complete,
+            "startedAt": self.started_at.isoformat(),
+            "finishedAt": self.finished_at.isoformat() if self.finished_at else None,
+            "found": self.found, "actions": self.actions, "skipped": self.skipped,
+            "notes": self.notes, "errors": self.errors, "data": self.data,
+        }
+
+    def summary(self) -> str:
+        verb = "would act" if self.dry_run else "acted"
+        tail = "" if self.complete else " (pass continues next run)"
+        return (f"sweep {self.sweep}: {self.status}; found {len(self.found)}, {verb} "
+                f"{len(self.actions)}, left alone {len(self.skipped)}{tail}")
+
+    def text(self) -> str:
+        """A readable report for the terminal."""
+        lines = [self.summary() + ("  [dry run]" if self.dry_run else "")]
+        lines += [f"  note: {n}" for n in self.notes]
+        for title, rows in (("found", self.found), ("done" if not self.dry_run else "would do",
+                                                     self.actions),
+                            ("left alone", self.skipped)):
+            for row in rows:
+                what = row.get("what") or row.get("kind") or ""
+                who = row.get("user") or row.get("identity") or row.get("runId") or ""
+                why = row.get("why") or row.get("reason") or ""
+                lines.append(f"  {title}: {what} {who}".rstrip() + (f" - {why}" if why else ""))
+        lines += [f"  error: {e}" for e in self.errors]
+        return "\n".join(lines)
+
+
+@dataclass
+class SweepContext:
+    """What a sweep sees: services, read-only client views in a dry run, its limits."""
+
+    services: Services
+    result: SweepResult
+    dry_run: bool
+    budget: int
+    deadline: float
+    """time.monotonic() value after which no new item is started."""
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def graph(self) -> GraphClient:
+        return self.services.graph.view(read_only=self.dry_run)
+
+    @property
+    def exchange(self) -> ExchangeClient:
+        return self.services.exchange.view(read_only=self.dry_run)
+
+    @property
+    def policy(self) -> Any:
+        return self.services.policy
+
+    def out_of_budget(self, used: int) -> bool:
+        return used >= self.budget or time.monotonic() >= self.deadline
+
+    async def save_checkpoint(self, **values: Any) -> None:
+        """Persist the position (never in a dry run: a dry run changes nothing)."""
+        self.checkpoint.update(values)
+        if not self.dry_run:
+            await save_checkpoint(self.services, self.result.sweep, self.checkpoint)
+
+    async def walk(
+        self,
+        items: Sequence[tuple[str, Any]],
+        handle: Callable[[str, Any], Awaitable[None]],
+        *,
+        budget: int | None = None,
+    ) -> bool:
+        """Handle items in key order after the checkpoint's cursor; True when the pass ended.
+
+        The cursor is saved after every item, so an interruption (budget, time, a fault that
+        propagates) resumes at the next item. At the end of a pass the cursor is cleared.
+        """
+        cursor = str(self.checkpoint.get("cursor") or "")
+        limit = self.budget if budget is None else budget
+        todo = sorted((k, v) for k, v in items if k > cursor)
+        used = 0
+        for key, value in todo:
+            if used >= limit or time.monotonic() >= self.deadline:
+                self.result.complete = False
+                self.result.note(f"stopped after {used} item(s) (budget {limit} per run or "
+                                 f"time limit); the next run resumes after {key!r}")
+                return False
+            await handle(key, value)
+            used += 1
+            await self.save_checkpoint(cursor=key, passStarted=self.checkpoint.get(
+                "passStarted") or now().isoformat())
+        await self.save_checkpoint(cursor="", passStarted="", lastPassEnded=now().isoformat())
+        return True
+
+
+class Sweep:
+    """One sweep: a name, a description, and `run(ctx)` that fills `ctx.result`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    schedule_setting: ClassVar[str]
+    opt_in: ClassVar[bool] = False
+
+    def enabled(self, services: Services) -> bool:
+        return True
+
+    def budget(self, services: Services) -> int:
+        return int(services.policy.sweeps.max_items_per_run)
+
+    async def run(self, ctx: SweepContext) -> None:
+        raise NotImplementedError
+
+
+SWEEPS: dict[str, Sweep] = {}
+
+
+def register(cls: type[Sweep]) -> type[Sweep]:
+    """Class decorator: one instance per sweep name."""
+    SWEEPS[cls.name] = cls()
+    return cls
+
+
+def get_sweep(name: str) -> Sweep:
+    try:
+        return SWEEPS[name]
+    except KeyError:
+        raise ValueError(f"unknown sweep {name!r}; known: {', '.join(sorted(SWEEPS))}") \
+            from None
+
+
+def setting_true(services: Services, name: str) -> bool:
+    return (services.settings.extra.get(name) or "").strip().lower() in ("true", "1", "yes")
+
+
+# checkpoints ------------------------------------------------------------------------------
+async def load_checkpoint(services: Services, name: str) -> dict[str, Any]:
+    row = await services.journal.get_item(CHECKPOINTS, name)
+    if not row:
+        return {}
+    try:
+        value = json.loads(row.get("state") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+async def save_checkpoint(services: Services, name: str, state: dict[str, Any]) -> None:
+    await services.journal.put_item(CHECKPOINTS, name, state=json.dumps(state, default=str),
+                                    at=now())
+
+
+# the lease --------------------------------------------------------------------------------
+async def acquire_lease(services: Services, name: str, holder: str, seconds: float) -> bool:
+    """Take the sweep's lease unless another run holds an unexpired one (Table etags make
+    the take atomic across instances and the command line)."""
+    journal = services.journal
+    await journal.ensure()
+    table = journal.table
+    stamp = now()
+    entity = {"PartitionKey": LEASES, "RowKey": name, "holder": holder,
+              "takenAt": stamp, "expiresAt": stamp + timedelta(seconds=seconds)}
+    try:
+        await table.create_entity(entity)
+        return True
+    except ResourceExistsError:
+        pass
+    try:
+        current = await table.get_entity(LEASES, name)
+    except ResourceNotFoundError:
+        try:
+            await table.create_entity(entity)
+            return True
+        except ResourceExistsError:
+            return False
+    expires = current.get("expiresAt")
+    if isinstance(expires, datetime) and expires > stamp:
+        return False
+    try:
+        await table.update_entity(entity, mode=UpdateMode.REPLACE,
+                                  etag=current.metadata["etag"],
+                                  match_condition=MatchConditions.IfNotModified)
+    except (HttpResponseError, ResourceNotFoundError):
+        return False  # someone else took it first
+    return True
+
+
+async def release_lease(services: Services, name: str, holder: str) -> None:
+    table = services.journal.table
+    try:
+        current = await table.get_entity(LEASES, name)
+    except ResourceNotFoundError:
+        return
+    if current.get("holder") != holder:
+        return
+    try:
+        await table.delete_entity(LEASES, name, etag=current.metadata["etag"],
+                                  match_condition=MatchConditions.IfNotModified)
+    except (HttpResponseError, ResourceNotFoundError):
+        pass
+
+
+# the entry point ---------------------------------------------------------------------------
+def sweeps_dry_run(services: Services) -> bool:
+    return bool(services.settings.dry_run or setting_true(services, "RESPONDER_SWEEPS_DRY_RUN"))
+
+
+async def run_sweep(
+    services: Services,
+    name: str,
+    *,
+    dry_run: bool = False,
+    budget: int | None = None,
+    trigger: str = "cli",
+    past_due: bool = False,
+    record: bool = True,
+) -> SweepResult:
+    """Run one sweep once, bounded, under its lease; journal and return what it did.
+
+    A run that finds the lease taken returns `skipped` at once (the previous run is still
+    going). Failures are recorded in the result (status `failed`), never hidden.
+    """
+    sweep = get_sweep(name)
+    dry = bool(dry_run or sweeps_dry_run(services))
+    result = SweepResult(sweep=name, dry_run=dry, trigger=trigger, past_due=past_due)
+    if past_due:
+        result.note("the timer was past due (the app was down or busy): running once now")
+    if not sweep.enabled(services):
+        result.status = "skipped"
+        result.note("opt-in sweep not enabled (policy sweeps.forwarding.enabled or app "
+                    "setting RESPONDER_SWEEP_FORWARDING_ENABLED)")
+        result.finished_at = now()
+        return result
+    max_seconds = float(services.policy.sweeps.max_seconds_per_run)
+    holder = f"{trigger}-{uuid.uuid4().hex[:12]}"
+    if not await acquire_lease(services, name, holder, max_seconds + LEASE_MARGIN_SECONDS):
+        result.status = "skipped"
+        result.note("the previous run of this sweep still holds its lease: not overlapping")
+        result.finished_at = now()
+        if record:
+            await services.journal.event(event_partition(name), "sweep-skipped",
+                                         result.notes[-1], {"trigger": trigger})
+        return result
+    try:
+        ctx = SweepContext(services=services, result=result, dry_run=dry,
+                           budget=budget if budget is not None else sweep.budget(services),
+                           deadline=time.monotonic() + max_seconds,
+                           checkpoint=await load_checkpoint(services, name))
+        try:
+            await sweep.run(ctx)
+        except ResponderError as exc:
+            result.status = "failed"
+            result.complete = False
+            result.errors.append(f"{type(exc).__name__}: {exc}")
+            log.warning("sweep %s failed: %s", name, exc)
+        result.finished_at = now()
+        if record:
+            await _record(services, result)
+    finally:
+        await release_lease(services, name, holder)
+    log.info(result.summary(), extra={"sweep": name})
+    return result
+
+
+async def _record(services: Services, result: SweepResult) -> None:
+    """One journal event per run, and the last report per sweep (for `posture` and notices)."""
+    doc = result.to_dict()
+    text = json.dumps(doc, default=str)
+    await services.journal.event(event_partition(result.sweep), f"sweep-{result.status}",
+                                 result.summary(), doc)
+    if len(text) <= 30_000 and not result.dry_run:
+        await services.journal.put_item(REPORTS, result.sweep, report=text, at=now(),
+                                        status=result.status)

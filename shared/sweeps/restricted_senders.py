@@ -1,0 +1,142 @@
+"""Restricted-senders reconciliation. Exchange blocks an account that sends spam, which is
+usually an attacker using it; the block stays until someone removes it.
+
+- blocked, and the account has a finished containment run: release it (policy
+  `unblock.automatic`) or file the same pending request the `request_unblock` step files;
+- blocked, and no run at all: a blocked sender is itself a compromise signal, so it becomes
+  a remediation request through intake's decision and deduplication;
+- blocked, with a run still going or one that did not finish cleanly: reported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared import exchange as exo
+from shared.alerts.timeparse import parse_time
+from shared.errors import NotFound
+from shared.graph import directory
+from shared.journal import now
+from shared.models import RiskSignal
+from shared.permissions import declare
+from shared.playbook.steps.followup import CONTAINMENT, PENDING_UNBLOCKS
+from shared.sweeps.base import Sweep, SweepContext, register
+from shared.sweeps.submit import ACTIVE_RUN_STATES, excluded, record, submit_signals
+
+SOURCE = "sweep.restrictedSenders"
+
+declare("sweep:restricted_senders", graph=[directory.PERM_USER_READ, directory.PERM_MEMBER_READ],
+        exchange=[exo.PERM_EXCHANGE], roles=["Exchange Administrator"],
+        why="Reconcile the restricted-senders list with containment runs.")
+
+
+async def _runs(ctx: SweepContext, *keys: str | None) -> list[dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    for key in dict.fromkeys(k.lower() for k in keys if k):
+        for row in await ctx.services.journal.runs_for_user(key):
+            if not row.get("dryRun"):
+                rows[str(row.get("RowKey"))] = row
+    return list(rows.values())
+
+
+async def _contained_by(ctx: SweepContext, runs: list[dict[str, Any]]) -> str | None:
+    """The newest finished run whose playbook contained the account, if any."""
+    finished = sorted((r for r in runs if r.get("state") == "finished"),
+                      key=lambda r: r.get("finishedAt") or r.get("createdAt") or now(),
+                      reverse=True)
+    for row in finished:
+        run = await ctx.services.journal.get_run(str(row["RowKey"]))
+        if run is not None and any(step in CONTAINMENT for step in run.steps):
+            return run.run_id
+    return None
+
+
+@register
+class RestrictedSendersSweep(Sweep):
+    name = "restricted_senders"
+    description = "blocked senders: release the contained, queue the rest"
+    schedule_setting = "RESPONDER_SWEEP_RESTRICTED_SENDERS_SCHEDULE"
+
+    async def run(self, ctx: SweepContext) -> None:
+        rows = await exo.blocked_senders(ctx.exchange)
+        items = [(str(r.get("SenderAddress")).lower(), r) for r in rows if r.get("SenderAddress")]
+        ctx.result.note(f"{len(items)} sender(s) on the restricted-senders list")
+
+        async def handle(key: str, row: dict[str, Any]) -> None:
+            await self._handle(ctx, str(row["SenderAddress"]), row)
+
+        await ctx.walk(items, handle)
+
+    async def _handle(self, ctx: SweepContext, address: str, row: dict[str, Any]) -> None:
+        result = ctx.result
+        finding = {"kind": "blocked-sender", "user": address,
+                   "why": f"restricted sender ({row.get('Reason') or 'no reason given'})"}
+        result.found.append(finding)
+        try:
+            user = await directory.resolve_user(ctx.graph, address)
+        except NotFound:
+            result.skipped.append({**finding, "why": "no user with that address in the "
+                                   "directory: an administrator must look"})
+            return
+        finding["userId"] = user.id
+        why = await excluded(ctx.services, address, user.upn, user.mail, user_id=user.id)
+        if why:
+            result.skipped.append({**finding, "why": why})
+            return
+        runs = await _runs(ctx, user.id, user.upn, address)
+        run_id = await _contained_by(ctx, runs)
+        if run_id:
+            await self._release(ctx, finding, address, user.id, run_id)
+            return
+        active = [r for r in runs if r.get("state") in ACTIVE_RUN_STATES]
+        if active:
+            result.skipped.append({**finding, "runId": active[0].get("RowKey"),
+                                   "why": "a run for this account is still going"})
+            return
+        if runs:
+            states = sorted({str(r.get("state")) for r in runs})
+            result.skipped.append({**finding, "why": f"runs exist ({', '.join(states)}) but "
+                                   "none contained the account: an administrator must look"})
+            return
+        if ctx.policy.sweeps.restricted_senders.mode == "report":
+            result.skipped.append({**finding, "why": "no run; report only (policy "
+                                   "sweeps.restrictedSenders.mode)"})
+            return
+        created = row.get("CreatedDatetime")
+        try:
+            detected = parse_time(created) if created else None
+        except (ValueError, TypeError):
+            detected = None
+        signal = RiskSignal(user_id=user.id, upn=user.upn, risk_level="high",
+                            risk_event_type="restrictedSender", source=SOURCE,
+                            detection_id=f"blockedSender:{address.lower()}:{created or ''}",
+                            detected_at=detected, raw={})
+        (sub,) = await submit_signals(ctx.services, [signal], dry_run=ctx.dry_run)
+        record(result, finding, sub)
+
+    async def _release(self, ctx: SweepContext, finding: dict[str, Any], address: str,
+                       user_id: str, run_id: str) -> None:
+        result = ctx.result
+        finding = {**finding, "runId": run_id}
+        if ctx.policy.unblock.automatic:
+            if not ctx.dry_run:
+                await exo.remove_blocked_sender(ctx.exchange, address)
+            result.actions.append({**finding, "what": "released from restricted senders",
+                                   "why": f"contained by run {run_id} (policy "
+                                          "unblock.automatic); may take up to an hour"})
+            return
+        pending = await ctx.services.journal.get_item(PENDING_UNBLOCKS, address)
+        if pending and pending.get("state") == "pending":
+            result.skipped.append({**finding, "why": "a pending unblock request already "
+                                   "awaits an administrator"})
+            return
+        if not ctx.dry_run:
+            await ctx.services.journal.put_item(PENDING_UNBLOCKS, address, runId=run_id,
+                                                userId=user_id, requestedAt=now(),
+                                                state="pending", requestedBy="sweep")
+            await ctx.services.journal.event(run_id, "unblock-requested",
+                                             "release from restricted senders awaits an "
+                                             "administrator (filed by the sweep)",
+                                             {"addresses": [address]})
+        result.actions.append({**finding, "what": "pending unblock request filed",
+                               "why": f"contained by run {run_id}; automatic release is off"})
