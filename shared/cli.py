@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Sequence
 
@@ -38,6 +39,28 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="print the report of a run")
     rep.add_argument("run_id")
     rep.add_argument("--json", action="store_true")
+    rep.add_argument("--format", choices=("text", "md", "html", "json"), default="text",
+                     help="md for the terminal, html for a browser, json for tools")
+    rel = sub.add_parser("release", help="undo a run after a false positive "
+                                         "(docs/safety.md)")
+    rel.add_argument("run_id")
+    rel.add_argument("--dry-run", action="store_true", help="show what would be undone")
+    rel.add_argument("--reason", default="false positive (command line)")
+    sw = sub.add_parser("sweep", help="run one timer sweep now (docs/sweeps.md)")
+    sw.add_argument("name", help="audit, risky_users, restricted_senders, stalled_runs, "
+                                 "forwarding_rules, secure_score")
+    sw.add_argument("--dry-run", action="store_true", help="report, change nothing")
+    sw.add_argument("--budget", type=int, help="items handled this run (default: policy)")
+    sw.add_argument("--json", action="store_true")
+    pos = sub.add_parser("posture", help="Secure Score posture against account compromise")
+    pos.add_argument("--dry-run", action="store_true", help="do not record the history")
+    pos.add_argument("--json", action="store_true")
+    rp = sub.add_parser("replay", help="feed a saved alert payload through intake "
+                                      "(docs/intake.md)")
+    rp.add_argument("file", help="a JSON payload file (or a tests/fixtures/alerts fixture)")
+    rp.add_argument("--dry-run", action="store_true",
+                    help="show the user(s) and playbook it would produce; enqueue nothing")
+    rp.add_argument("--json", action="store_true")
     return p
 
 
@@ -57,6 +80,35 @@ async def _remediate(args: argparse.Namespace, services: Services) -> int:
 
 
 async def _report(args: argparse.Namespace, services: Services) -> int:
+    if args.format != "text" or args.json:
+        from shared import reports
+
+        report = await reports.load(services, args.run_id)
+        if report is None:
+            print(f"no run {args.run_id!r}", file=sys.stderr)
+            return 1
+        print(reports.render(report, "json" if args.json else args.format)[0])
+        return 0
+    return await _report_table(args, services)
+
+
+async def _release(args: argparse.Namespace, services: Services) -> int:
+    from shared.release import release_run
+
+    request = RemediationRequest.model_validate({
+        "user": "release", "action": "release", "runId": args.run_id,
+        "dryRun": args.dry_run, "reason": args.reason, "requestedBy": "cli", "source": "cli"})
+    outcome = await release_run(services, request)
+    title = "would undo" if args.dry_run else ("already released" if outcome.already_done
+                                               else f"release of {outcome.run.run_id}")
+    print(f"{title} (user {outcome.run.upn or outcome.run.user}):")
+    for key, result in outcome.results.items():
+        print(f"  {result.status.value:<14} {key}: {result.summary}")
+    failed = [k for k, r in outcome.results.items() if r.status.value == "failed"]
+    return 1 if failed else 0
+
+
+async def _report_table(args: argparse.Namespace, services: Services) -> int:
     run = await services.journal.get_run(safe_key(args.run_id))
     if run is None:
         print(f"no run {args.run_id!r}", file=sys.stderr)
@@ -66,7 +118,46 @@ async def _report(args: argparse.Namespace, services: Services) -> int:
     return 0
 
 
-COMMANDS = {"remediate": _remediate, "report": _report}
+async def _sweep(args: argparse.Namespace, services: Services) -> int:
+    from shared.sweeps import get_sweep, run_sweep
+
+    try:
+        get_sweep(args.name)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    result = await run_sweep(services, args.name, dry_run=args.dry_run, budget=args.budget)
+    print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else result.text())
+    return 1 if result.status == "failed" else 0
+
+
+async def _posture(args: argparse.Namespace, services: Services) -> int:
+    from shared.sweeps import run_sweep
+    from shared.sweeps.secure_score import posture_text
+
+    result = await run_sweep(services, "secure_score", dry_run=args.dry_run)
+    print(json.dumps(result.to_dict(), indent=2, default=str) if args.json
+          else posture_text(result) if result.status != "skipped" else result.text())
+    return 1 if result.status == "failed" else 0
+
+
+async def _replay(args: argparse.Namespace, services: Services) -> int:
+    from shared.alerts import AlertError
+    from shared.intake import intake_payload, load_payload_file, outcome_json, outcome_text
+
+    try:
+        payload = load_payload_file(args.file)
+        outcome = await intake_payload(services, payload, route="replay", dry_run=args.dry_run)
+    except (OSError, ValueError) as exc:  # unreadable file, bad JSON, AlertError
+        kind = type(exc).__name__ if isinstance(exc, AlertError) else "cannot read payload"
+        print(f"{kind}: {exc}", file=sys.stderr)
+        return 2
+    print(outcome_json(outcome) if args.json else outcome_text(outcome))
+    return 1 if outcome.errors else 0
+
+
+COMMANDS = {"remediate": _remediate, "report": _report, "sweep": _sweep, "posture": _posture,
+            "replay": _replay, "release": _release}
 
 
 async def main_async(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ check here, so an excluded member never even reaches the queue from them.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -297,3 +298,40 @@ async def _group_refusal(services: Services, signal: RiskSignal,
 def describe(outcome: IntakeOutcome) -> list[dict[str, Any]]:
     """One JSON-able row per signal (the CLI replay and the HTTP answer use it)."""
     return [item.public() for item in outcome.items]
+
+
+_FIXTURE_KEYS = frozenset({"description", "payload", "expected", "problems", "ignored"})
+
+
+def load_payload_file(path: str) -> Any:
+    """A saved payload (JSON). A test fixture file (`{"description", "payload", ...}`) gives
+    its `payload`, so the fixtures in tests/fixtures/alerts replay as they are."""
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    if isinstance(data, dict) and "payload" in data and set(data) <= _FIXTURE_KEYS:
+        return data["payload"]
+    return data
+
+
+def outcome_text(outcome: IntakeOutcome) -> str:
+    """A readable table of what each signal would produce (or produced)."""
+    lines = [f"{'outcome':<14} {'user':<44} {'level':<8} {'playbook':<18} reason"]
+    for row in describe(outcome):
+        level = row["requestRiskLevel"] or row["riskLevel"]
+        lines.append(f"{row['outcome']:<14} {str(row['user'])[:44]:<44} {level:<8} "
+                     f"{row['playbook'] or '-':<18} {row['reason']}")
+    for problem in outcome.problems:
+        lines.append(f"{'problem':<14} {problem.locator[:44]:<44} {'-':<8} {'-':<18} "
+                     f"{problem.error}: {problem.reason}")
+    for ignored in outcome.ignored:
+        lines.append(f"{'ignored':<14} {'-':<44} {'-':<8} {'-':<18} {ignored}")
+    summary = ", ".join(f"{k} {v}" for k, v in outcome.summary().items() if v)
+    lines.append(f"({summary or 'nothing'})")
+    return "\n".join(lines)
+
+
+def outcome_json(outcome: IntakeOutcome) -> str:
+    return json.dumps({
+        "route": outcome.route, "summary": outcome.summary(), "items": describe(outcome),
+        "problems": [vars(p) for p in outcome.problems], "ignored": outcome.ignored,
+    }, indent=2, default=str)

@@ -6,6 +6,7 @@ injected credentials and transports. No module-level singletons hold service cli
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,9 +15,10 @@ import httpx
 from shared.credentials import AsyncTokenCredential, build_credential
 from shared.exchange import ExchangeClient
 from shared.graph.client import GraphClient, create_graph_client
+from shared.graph.directory import add_group_members
 from shared.graph.identity_protection import confirm_compromised
 from shared.journal import Journal
-from shared.playbook.confirm import ConfirmAggregator
+from shared.playbook.aggregate import Aggregator
 from shared.policy_model import Policy, load_policy
 from shared.settings import Settings
 from shared.storage import Storage, create_storage
@@ -31,8 +33,32 @@ class Services:
     exchange: ExchangeClient
     storage: Storage
     journal: Journal
-    confirm: ConfirmAggregator
+    confirm: Aggregator
     extras: dict[str, Any] = field(default_factory=dict)
+    group_adds: dict[str, Aggregator] = field(default_factory=dict)
+
+    _ttl_cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
+
+    async def tenant_fact(self, key: str, loader: Any, ttl: float = 300.0) -> Any:
+        """Tenant-wide facts (verified domains, organisation config) read once per `ttl`
+        per process, not once per run: a storm of 500 runs needs them once."""
+        now = time.monotonic()
+        hit = self._ttl_cache.get(key)
+        if hit and now - hit[0] < ttl:
+            return hit[1]
+        value = await loader()
+        self._ttl_cache[key] = (now, value)
+        return value
+
+    def group_adder(self, group_id: str) -> Aggregator:
+        """One aggregator per group: concurrent runs share PATCHes of up to 20 members."""
+        if group_id not in self.group_adds:
+            async def send(ids: Any) -> dict[str, bool]:
+                return await add_group_members(self.graph, group_id, list(ids))
+
+            self.group_adds[group_id] = Aggregator(send, window=0.2, max_ids=20,
+                                                   min_interval=0.0)
+        return self.group_adds[group_id]
 
     @classmethod
     def create(
@@ -57,7 +83,7 @@ class Services:
             await confirm_compromised(graph, ids)
 
         return cls(settings, policy, credential, graph, exchange, storage, journal,
-                   ConfirmAggregator(send, window=confirm_window))
+                   Aggregator(send, window=confirm_window))
 
     async def close(self) -> None:
         await self.graph.close()

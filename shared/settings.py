@@ -61,6 +61,29 @@ EXTRA_SETTINGS: tuple[SettingSpec, ...] = (
                 "true: sweeps report what they would do and change nothing"),
     SettingSpec("RESPONDER_SWEEP_FORWARDING_ENABLED", "false",
                 "true: turn on the opt-in forwarding and inbox-rules sweep"),
+    # risk-alert intake (docs/intake.md)
+    SettingSpec("RESPONDER_POLL_SCHEDULE", "0 */5 * * * *",
+                "riskDetections poll schedule (6-field NCRONTAB; must be set: the timer binds it)"),
+    SettingSpec("RESPONDER_POLL_LOOKBACK_MINUTES", "60",
+                "first poll (no watermark yet) reads detections this far back"),
+    SettingSpec("RESPONDER_POLL_OVERLAP_MINUTES", "15",
+                "each poll re-reads this far before the watermark (late detections)"),
+    SettingSpec("RESPONDER_WEBHOOK_SHARED_SECRET", "",
+                "optional: alert webhook callers must send it in X-Responder-Secret"),
+    SettingSpec("RESPONDER_GRAPH_CLIENT_STATE", "",
+                "clientState of Graph change-notification subscriptions (unset: refused)"),
+    # approvals, notifications (docs/safety.md)
+    SettingSpec("RESPONDER_APPROVAL_SECRET", "",
+                "HMAC key (32+ chars, a Key Vault reference) signing approve/deny links; "
+                "unset: approvals are recorded without links and escalate on expiry"),
+    SettingSpec("RESPONDER_APPROVAL_BASE_URL", "",
+                "public URL of the approvals endpoint, https://<app>/api/approvals"),
+    SettingSpec("RESPONDER_APPROVAL_TRUST_PRINCIPAL_HEADER", "false",
+                "true only behind App Service Authentication: record the signed-in approver"),
+    SettingSpec("RESPONDER_WEBHOOK_SECRET", "",
+                "HMAC key for the generic notification webhook (policy notify."
+                "webhookSecretSetting names it)"),
+    SettingSpec("RESPONDER_NOTIFY_TIMEOUT_SECONDS", "5", "timeout of each webhook delivery"),
 )
 
 

@@ -98,4 +98,8 @@ async def dispatch(services: Services, request: RemediationRequest, **kw: Any) -
         from shared.release import release_run
 
         return await release_run(services, request)
+    if request.action == "resume":
+        from shared.approvals import resume_run
+
+        return await resume_run(services, request, **kw)
     return await run_request(services, request, **kw)

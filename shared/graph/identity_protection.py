@@ -1,7 +1,7 @@
 """Identity Protection: risky users, their history, detections, confirm and dismiss.
 
 The service allows one request per second per tenant and answers 429 without Retry-After,
-so callers aggregate user ids (see shared.playbook.confirm) and never `$batch` these.
+so callers aggregate user ids (see shared.playbook.aggregate) and never `$batch` these.
 """
 
 from __future__ import annotations

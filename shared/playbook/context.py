@@ -104,7 +104,16 @@ class StepContext:
 
     # reads shared by evidence and steps ---------------------------------------------------
     async def domains(self) -> list[dict[str, Any]]:
-        return await self.cached("domains", lambda: directory.domains(self.graph))
+        return await self.cached("domains", lambda: self.services.tenant_fact(
+            "domains", lambda: directory.domains(self.graph)))
+
+    async def organization_config(self) -> dict[str, Any]:
+        return await self.cached("org", lambda: self.services.tenant_fact(
+            "organization_config", lambda: exo.organization_config(self.exchange)))
+
+    async def audit_bypass(self) -> bool | None:
+        return await self.cached("bypass", lambda: exo.audit_bypass(self.exchange,
+                                                                   self.mailbox_id))
 
     async def federated(self) -> bool:
         for d in await self.domains():

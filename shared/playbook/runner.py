@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from shared import approvals, notify
 from shared.errors import NotFound, ResponderError, ServiceError, ValidationError
 from shared.graph import directory
 from shared.journal import RunRecord, now, safe_key
+from shared.logs import run_context
 from shared.models import FINISHED_STEP_STATES, RemediationRequest, StepResult, StepStatus
 from shared.playbook.context import StepContext
 from shared.playbook.registry import STEP_NAMES, get_step
@@ -82,9 +84,16 @@ async def run_request(
     dry_run: bool | None = None,
 ) -> RunOutcome:
     """Run (or resume) the playbook for one request. Raises RetryableRunError to retry."""
-    journal = services.journal
     dry = bool(request.dry_run or services.settings.dry_run or dry_run)
     run_id = run_id_for(request, dry)
+    with run_context(run_id):
+        return await _run_request(services, request, run_id, dry, dequeue_count,
+                                  max_dequeue_count)
+
+
+async def _run_request(services: Services, request: RemediationRequest, run_id: str, dry: bool,
+                       dequeue_count: int, max_dequeue_count: int) -> RunOutcome:
+    journal = services.journal
     run = await journal.get_run(run_id)
     if run and run.state in TERMINAL_RUN_STATES:
         return RunOutcome(run, await journal.step_results(run_id), already_done=True)
@@ -127,14 +136,57 @@ async def run_request(
                       results=dict(done), planned_steps=tuple(steps))
     await journal.save_run(run)
 
-    retry_errors = await _run_waves(ctx, steps, done, run.attempts)
+    # Approval gate (shared.approvals): a privileged user's disruptive steps wait; the
+    # steps that need them to succeed, and the closing notify, wait with them.
+    try:
+        gate = await approvals.gate(services, run, user, steps, done, dry)
+    except ServiceError as exc:  # only retryable errors reach here
+        await _save_retry(services, run, exc, dequeue_count, max_dequeue_count)
+        raise RetryableRunError(str(exc)) from exc
+    for name, why in gate.skipped.items():
+        skipped = StepResult(step=name, status=StepStatus.SKIPPED, summary=why,
+                             finished_at=now())
+        ctx.results[name] = done[name] = skipped
+        await journal.record_step(run_id, skipped, run.attempts)
+    waiting = dict(gate.held)
+    if waiting:
+        for name in steps:
+            if name in done or name in waiting:
+                continue
+            needs = [r for r in get_step(name).requires_success if r in waiting]
+            if needs or name == "notify":
+                waiting[name] = f"waits for {', '.join(needs) or 'the approval decision'}"
+
+    retry_errors = await _run_waves(ctx, [s for s in steps if s not in waiting], done,
+                                    run.attempts)
     if retry_errors:
         await _save_retry(services, run, retry_errors[0], dequeue_count, max_dequeue_count)
         raise RetryableRunError("; ".join(str(e) for e in retry_errors))
+    if waiting:
+        return await _wait_for_approval(services, run, ctx, steps, waiting)
     failed = [n for n, r in ctx.results.items() if r.status == StepStatus.FAILED]
     state = "failed" if failed else "finished"
     reason = f"failed steps: {', '.join(failed)}" if failed else ""
+    if gate.approval is not None and gate.approval.state == "expired" and gate.skipped:
+        state = "failed"
+        reason = "; ".join(filter(None, [reason, "approval expired (escalated): not done: "
+                                          + ", ".join(gate.skipped)]))
     return await _finish(services, run, state, reason, ctx.results)
+
+
+async def _wait_for_approval(services: Services, run: RunRecord, ctx: StepContext,
+                             steps: list[str], waiting: dict[str, str]) -> RunOutcome:
+    for name in steps:
+        if name in waiting:
+            result = StepResult(step=name, status=StepStatus.WAITING_APPROVAL,
+                                summary=waiting[name], finished_at=now())
+            ctx.results[name] = result
+            await services.journal.record_step(run.run_id, result, run.attempts)
+    run.state = "waiting_approval"
+    run.reason = f"waiting for approval: {', '.join(waiting)}"
+    await services.journal.save_run(run)
+    await services.journal.event(run.run_id, "run-waiting_approval", run.reason)
+    return RunOutcome(run, ctx.results)
 
 
 async def _run_waves(ctx: StepContext, steps: list[str], done: dict[str, StepResult],
@@ -246,6 +298,11 @@ async def _finish(services: Services, run: RunRecord, state: str, reason: str,
     run.finished_at = now()
     await services.journal.save_run(run)
     await services.journal.event(run.run_id, f"run-{state}", reason or f"run {state}")
+    notified = results.get("notify")
+    if state == "failed" and not run.dry_run and (
+            notified is None or notified.status not in (StepStatus.DONE, StepStatus.PARTIAL)):
+        # The playbook's notify step did not announce this run: a failure is still told.
+        await notify.announce_run(services, run, results)
     return RunOutcome(run, results)
 
 

@@ -12,14 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 from shared import exchange as exo
-from shared.graph.directory import PERM_MEMBER_READ
+from shared.errors import NotFound
+from shared.graph import directory
+from shared.graph.directory import PERM_MEMBER_READ, PERM_USER_READ
 from shared.permissions import declare
 from shared.sweeps.base import Sweep, SweepContext, register
 from shared.sweeps.submit import excluded
 
 AUDIT_OFF_FILTER = "AuditEnabled -eq $false"
 
-declare("sweep:audit", graph=[PERM_MEMBER_READ], exchange=[exo.PERM_EXCHANGE],
+declare("sweep:audit", graph=[PERM_MEMBER_READ, PERM_USER_READ], exchange=[exo.PERM_EXCHANGE],
         roles=["Exchange Administrator"],
         why="Find and fix mailbox auditing turned off (organisation, mailbox, bypass).")
 
@@ -27,6 +29,17 @@ declare("sweep:audit", graph=[PERM_MEMBER_READ], exchange=[exo.PERM_EXCHANGE],
 def _object_id(row: dict[str, Any]) -> str | None:
     value = row.get("ExternalDirectoryObjectId")
     return str(value) if value else None
+
+
+async def _directory_user(ctx: SweepContext, object_id: str | None) -> Any:
+    """The directory user behind a bypass row (its rows name the mailbox by alias), so
+    exclusions listed by UPN apply; None when unknown."""
+    if not object_id:
+        return None
+    try:
+        return await directory.resolve_user(ctx.graph, object_id)
+    except NotFound:
+        return None
 
 
 @register
@@ -78,9 +91,13 @@ class AuditSweep(Sweep):
             finding = {"kind": "audit-bypass", "identity": identity,
                        "why": "AuditBypassEnabled is true: the account's activity is not logged"}
             mode = cfg.bypass
+        names = [identity, row.get("PrimarySmtpAddress"), row.get("Name")]
+        user = await _directory_user(ctx, _object_id(row))
+        if user is not None:
+            names += [user.upn, user.mail]
+            finding["user"] = user.upn
         result.found.append(finding)
-        why = await excluded(ctx.services, identity, row.get("PrimarySmtpAddress"),
-                             row.get("Name"), user_id=_object_id(row))
+        why = await excluded(ctx.services, *names, user_id=_object_id(row))
         if why:
             result.skipped.append({**finding, "why": why})
             return

@@ -38,6 +38,9 @@ class ResetPassword(Step):
     disruptive = True
     reversible = "cannot be undone: the user sets a new password through SSPR or a TAP"
     dry_run_description = "would set a random unknown password (force change at sign-in)"
+    after = ()
+    """Containment does not wait for the evidence: the user object (the only evidence a
+    password change alters) is read when the user is resolved, before any step runs."""
 
     async def plan(self, ctx: StepContext) -> Plan:
         if await ctx.federated():
@@ -88,8 +91,9 @@ class RevokeSessions(Step):
     graph_permissions = (PERM_REVOKE,)
     reversible = "nothing to undo: the user signs in again"
     dry_run_description = "would revoke all sign-in sessions"
-    after = ("collect_evidence", "reset_password", "disable_account")
-    """After the password changes: a revoked attacker must not sign in again with it."""
+    after = ("reset_password", "disable_account")
+    """After the password changes (a revoked attacker must not sign in again with the old
+    one); not after the evidence, which sessions do not alter."""
 
     async def plan(self, ctx: StepContext) -> Plan:
         return Plan(actions=["revoke all refresh tokens and sessions"])
@@ -111,6 +115,7 @@ class DisableAccount(Step):
     disruptive = True
     reversible = "release re-enables the account"
     dry_run_description = "would block sign-in (accountEnabled false)"
+    after = ()
 
     async def plan(self, ctx: StepContext) -> Plan:
         if ctx.user.account_enabled is False:

@@ -83,10 +83,8 @@ class CollectEvidence(Step):
                         missing: dict[str, str]) -> None:
         # One after another: Exchange calls for one mailbox are not worth parallelising.
         await _part("mailbox", ctx.mailbox, doc, missing)
-        await _part("auditBypass", lambda: exo.audit_bypass(ctx.exchange, ctx.mailbox_id), doc,
-                    missing)
-        await _part("organizationConfig", lambda: exo.organization_config(ctx.exchange), doc,
-                    missing)
+        await _part("auditBypass", ctx.audit_bypass, doc, missing)
+        await _part("organizationConfig", ctx.organization_config, doc, missing)
         await _part("exchangeInboxRules", ctx.exchange_rules, doc, missing)
         await _part("restrictedSender", ctx.blocked, doc, missing)
 

@@ -134,8 +134,8 @@ class EnableMailboxAudit(Step):
         box = await ctx.mailbox()
         if box is None:
             return Plan.skipped("the user has no Exchange Online mailbox")
-        org = await exo.organization_config(ctx.exchange)
-        bypass = await exo.audit_bypass(ctx.exchange, ctx.mailbox_id)
+        org = await ctx.organization_config()
+        bypass = await ctx.audit_bypass()
         actions = []
         org_note = ""
         if org.get("AuditDisabled"):
@@ -159,6 +159,7 @@ class EnableMailboxAudit(Step):
             await exo.set_audit_bypass(ctx.exchange, ctx.mailbox_id, False)
             changes.append({"what": "AuditBypassEnabled", "from": True, "to": False})
         ctx.forget("mailbox")
+        ctx.forget("bypass")
         summary = ", ".join(c["what"] + " set" for c in changes)
         if plan.data.get("orgNote"):
             summary += "; " + plan.data["orgNote"]

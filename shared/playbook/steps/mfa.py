@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.errors import NotFound
-from shared.graph import auth_methods, directory
+from shared.graph import auth_methods
 from shared.graph.auth_methods import (
     PERM_METHODS_READ,
     PERM_METHODS_WRITE,
@@ -53,7 +53,7 @@ class RequireMfa(Step):
         notes: list[str] = []
         group = plan.data.get("group")
         if group:
-            added = await directory.add_group_member(ctx.graph, group, ctx.user.id)
+            added = await ctx.services.group_adder(group).submit(ctx.user.id)
             if added:
                 changes.append({"what": "groupMembership", "group": group, "to": "member",
                                 "undo": "remove"})
