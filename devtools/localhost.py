@@ -94,7 +94,9 @@ class LocalHost:
         self.visibility_timeout = (visibility_timeout if visibility_timeout is not None
                                    else _seconds(cfg.get("visibilityTimeout"), 0))
         self.max_dequeue_count = max_dequeue_count or int(cfg.get("maxDequeueCount", 5))
-        self.batch_size = batch_size or int(cfg.get("batchSize", 16))
+        # The host runs up to batchSize + newBatchThreshold messages at once per instance.
+        self.batch_size = batch_size or (int(cfg.get("batchSize", 16))
+                                         + int(cfg.get("newBatchThreshold", 8)))
         self.poll_interval = poll_interval
         self.lease_seconds = lease_seconds
         self.stats = HostStats()
