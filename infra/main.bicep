@@ -188,6 +188,23 @@ var appSettings = {
   RESPONDER_EVIDENCE_CONTAINER: evidenceContainer
 }
 
+// Timer schedules (6-field NCRONTAB) and feature settings the trigger bindings resolve
+// (`%NAME%`): a binding whose setting is missing stops the host from loading the function.
+// Defaults equal shared/settings.py EXTRA_SETTINGS (a test compares). Secrets (webhook shared
+// secret, Graph clientState, approval and notification HMAC secrets) go in the secure
+// `extraAppSettings` parameter, or better as Key Vault references.
+var featureAppSettings = {
+  RESPONDER_POLL_SCHEDULE: '0 */5 * * * *'
+  RESPONDER_SWEEP_AUDIT_SCHEDULE: '0 15 2 * * *'
+  RESPONDER_SWEEP_RISKY_USERS_SCHEDULE: '0 */30 * * * *'
+  RESPONDER_SWEEP_RESTRICTED_SENDERS_SCHEDULE: '0 5,35 * * * *'
+  RESPONDER_SWEEP_STALLED_RUNS_SCHEDULE: '0 */15 * * * *'
+  RESPONDER_SWEEP_FORWARDING_SCHEDULE: '0 20 * * * *'
+  RESPONDER_SWEEP_SECURE_SCORE_SCHEDULE: '0 0 7 * * *'
+  // The Event Hub trigger has no connection unless the Event Hub module is deployed.
+  'AzureWebJobs.risk_alert_eventhub.Disabled': enableEventHub ? 'false' : 'true'
+}
+
 // Identity-based Event Hub trigger connection "RESPONDER_EVENTHUB" (only with enableEventHub).
 var eventHubAppSettings = enableEventHub ? {
   RESPONDER_EVENTHUB__fullyQualifiedNamespace: eventHub.outputs.fullyQualifiedNamespace
@@ -208,7 +225,7 @@ module functionApp 'modules/function-app.bicep' = {
     deploymentContainerUrl: '${storage.outputs.blobEndpoint}${deploymentContainerName}'
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
-    appSettings: union(extraAppSettings, eventHubAppSettings, appSettings)
+    appSettings: union(extraAppSettings, featureAppSettings, eventHubAppSettings, appSettings)
   }
 }
 
