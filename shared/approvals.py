@@ -223,7 +223,9 @@ def links(services: Services, run_id: str, nonces: dict[str, str],
     secret = secret_of(services)
     if secret is None:
         return None
-    base = services.settings.extra.get(BASE_URL_SETTING, "").strip() or "/api/approvals"
+    host = services.settings.website_hostname
+    base = (services.settings.extra.get(BASE_URL_SETTING, "").strip()
+            or (f"https://{host}/api/approvals" if host else "/api/approvals"))
     # The token rides in the fragment: browsers never send it to the server with the
     # GET (so it is in no access log); the page posts it in the body on confirmation.
     return [(f"{'Approve' if d == 'approve' else 'Deny'} disruptive steps",
@@ -309,7 +311,7 @@ async def open_approval(services: Services, run: RunRecord, user: DirectoryUser,
     approval_links = links(services, run.run_id, nonces, expires)
     lines = [f"{user.upn} holds privileged role(s): {', '.join(roles)}.",
              f"Waiting for approval: {', '.join(steps)}.",
-             "Steps that are always safe (for example revoking sessions) already ran.",
+             "Steps that are always safe (for example revoking sessions) go ahead now.",
              f"The links expire at {expires.isoformat()}; then the request is escalated."]
     if approval_links is None:
         lines.append(f"No approval links: the app setting {SECRET_SETTING} is not set (or "

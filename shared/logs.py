@@ -56,8 +56,9 @@ class RunIdFilter(logging.Filter):
 
 _REDACT = [
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/=]{8,}"), r"\1<redacted>"),
-    (re.compile(r'(?i)("?(password|access_token|refresh_token|client_secret|sig)"?\s*[:=]\s*)'
-                r'("[^"]*"|[^\s,;&]+)'), r"\1<redacted>"),
+    # a whole key only: `password=...` is redacted, `reset_password: done` is not
+    (re.compile(r'(?i)((?<!\w)"?(password|access_token|refresh_token|client_secret|sig)"?'
+                r'\s*[:=]\s*)("[^"]*"|[^\s,;&]+)'), r"\1<redacted>"),
 ]
 
 

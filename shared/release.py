@@ -222,9 +222,10 @@ async def _release(services: Services, run: Any, request: RemediationRequest,
                                     "summary": r.summary[:300]} for k, r in out.items()]})
     if not failed:
         run.state = "released"
-        run.reason = ("released after a false positive; not undone: "
-                      + (", ".join(k.split(":", 1)[1] for k in out if k.startswith(
-                          "cannotUndo:")) or "nothing"))
+        lost = [k.split(":", 1)[1] for k in out if k.startswith("cannotUndo:")
+                and CANNOT_UNDO[k.split(":", 1)[1]].startswith("cannot")]
+        run.reason = ("released after a false positive; cannot be undone: "
+                      + (", ".join(lost) or "nothing"))
         await journal.save_run(run)
         await notify.announce_run(services, run, out, event="run.released",
                                   lines=[f"released by {by}"])

@@ -114,14 +114,18 @@ def _describe(change: dict[str, Any]) -> str:
         return (f"authentication method removed: {removed.get('kind')} "
                 f"'{removed.get('displayName') or removed.get('id')}' (registered "
                 f"{removed.get('createdDateTime') or '?'}); cannot be undone")
+    if what == "password":
+        return "password set to a random value nobody knows (cannot be undone)"
     if what == "groupMembership":
         return f"added to group {change.get('group')}"
     if what == "mailboxForwarding":
         before = change.get("from") or {}
         target = before.get("ForwardingSmtpAddress") or before.get("ForwardingAddress")
         return f"mailbox forwarding to {target} cleared"
-    if "from" in change or "to" in change:
-        return f"{what}: {change.get('from', '?')} -> {change.get('to', '?')}"
+    if "from" in change:
+        return f"{what}: {change.get('from')} -> {change.get('to')}"
+    if "to" in change:
+        return f"{what}: {change.get('to')}"
     return ", ".join(f"{k}={v}" for k, v in change.items() if k != "rule")
 
 

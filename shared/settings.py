@@ -157,6 +157,9 @@ class Settings:
     evidence_container: str = "responder-evidence"
     max_retry_wait_seconds: float = 120.0
     max_attempts: int = 6
+    website_hostname: str = ""
+    """Set by Azure App Service / Functions (`WEBSITE_HOSTNAME`): the app's public host, used
+    for links (approvals) when no explicit base URL is configured."""
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
     """Raw environment for settings that later features own (schedules, webhooks...)."""
 
@@ -224,5 +227,6 @@ class Settings:
                 _int(env, "RESPONDER_MAX_RETRY_WAIT_SECONDS", "120", 1, 3600)
             ),
             max_attempts=_int(env, "RESPONDER_MAX_ATTEMPTS", "6", 1, 20),
+            website_hostname=(env.get("WEBSITE_HOSTNAME") or "").strip(),
             extra={k: v for k, v in env.items() if k.startswith("RESPONDER_")},
         )

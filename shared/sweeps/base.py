@@ -183,6 +183,10 @@ class Sweep:
     async def run(self, ctx: SweepContext) -> None:
         raise NotImplementedError
 
+    def notice_lines(self, result: SweepResult) -> list[str]:
+        """Lines for the SOC notification (empty: nothing worth announcing)."""
+        return notice_lines(result)
+
 
 SWEEPS: dict[str, Sweep] = {}
 
@@ -328,10 +332,40 @@ async def run_sweep(
         result.finished_at = now()
         if record:
             await _record(services, result)
+            await _announce(services, sweep, result)
     finally:
         await release_lease(services, name, holder)
     log.info(result.summary(), extra={"sweep": name})
     return result
+
+
+def notice_lines(result: SweepResult) -> list[str]:
+    """What is worth a notification: what the sweep did, what it only reported (policy says
+    report), and errors. Findings left alone because a run already covers them are not news."""
+    lines = [f"{a.get('what')}: {a.get('user') or a.get('identity') or a.get('runId')}"
+             + (f" ({a.get('why')})" if a.get("why") else "") for a in result.actions]
+    lines += [f"found {s.get('kind')}: {s.get('user') or s.get('identity') or s.get('runId')}"
+              f" - {s.get('why')}" for s in result.skipped
+              if "report only" in str(s.get("why")) or "must look" in str(s.get("why"))]
+    lines += [f"error: {e}" for e in result.errors]
+    return lines
+
+
+async def _announce(services: Services, sweep: Sweep, result: SweepResult) -> None:
+    """Tell the SOC through the configured channels; a failed notification never fails the
+    sweep. Dry runs announce nothing."""
+    if result.dry_run or result.status == "skipped":
+        return
+    lines = sweep.notice_lines(result)
+    if not lines:
+        return
+    try:
+        from shared.notify import sweep_findings
+
+        await sweep_findings(services, result.sweep, lines,
+                             {"status": result.status, "complete": result.complete})
+    except Exception:  # notifications are best effort by design
+        log.warning("sweep %s: notification failed", result.sweep, exc_info=True)
 
 
 async def _record(services: Services, result: SweepResult) -> None:

@@ -208,6 +208,11 @@ class SecureScoreSweep(Sweep):
         await journal.put_item(LAST, LAST_ROW, snapshot=json.dumps(current), at=now())
 
 
+    def notice_lines(self, result: SweepResult) -> list[str]:
+        """The posture report itself is the notification (and the "not available" line)."""
+        return posture_text(result).splitlines()
+
+
 def _loads(text: Any) -> dict[str, Any] | None:
     try:
         value = json.loads(text) if isinstance(text, str) else None

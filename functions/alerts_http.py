@@ -1,0 +1,165 @@
+"""HTTP webhook for risk alerts: Sentinel/Logic Apps, Azure Monitor action groups, Defender
+automation, Graph change notifications, Event Grid webhooks (docs/intake.md: how to wire).
+
+Answers fast (Graph allows 3 seconds): validate, detect the shape, enqueue, 202. It never
+waits for a remediation and makes no Graph call (group exclusions are checked by the worker).
+Authentication: the function key (enforced by the Functions host, AuthLevel.FUNCTION), plus
+an optional shared secret header; Graph notifications prove themselves with `clientState`.
+Nothing is enqueued on any 4xx; each refusal is logged and recorded with its reason.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any
+
+import azure.functions as func
+
+from functions.runtime import services
+from shared.alerts import (
+    AlertError,
+    PayloadTooLarge,
+    UnknownShape,
+    is_eventgrid_validation,
+    notification_client_states,
+)
+from shared.intake import intake_payload, record
+from shared.services import Services
+
+bp = func.Blueprint()
+log = logging.getLogger("responder.functions.alerts_http")
+
+ROUTE = "http"
+MAX_BODY_BYTES = 1024 * 1024
+SECRET_HEADER = "x-responder-secret"  # noqa: S105 (a header name, not a secret)
+SECRET_SETTING = "RESPONDER_WEBHOOK_SHARED_SECRET"  # noqa: S105 (a setting name)
+CLIENT_STATE_SETTING = "RESPONDER_GRAPH_CLIENT_STATE"
+MAX_VALIDATION_TOKEN_CHARS = 4096
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) \
+        -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json",
+                             headers=headers)
+
+
+async def _refuse(svc: Services, status: int, reason: str, **data: Any) -> func.HttpResponse:
+    """Log and record why a request was refused, and answer with a clear 4xx."""
+    log.warning("alert webhook refused (%d): %s", status, reason)
+    await record(svc, "http-refused", reason, {"route": ROUTE, "status": status, **data})
+    return _json(status, {"error": reason})
+
+
+def _same(given: str | None, expected: str) -> bool:
+    """Constant-time comparison of a presented secret with the configured one."""
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _is_change_notification(payload: Any) -> bool:
+    """Graph change notification collections (`{"value": [{subscriptionId...}]}`)."""
+    if not isinstance(payload, dict):
+        return False
+    items = payload.get("value")
+    if isinstance(items, list):
+        return any(isinstance(i, dict) and ("subscriptionId" in i or "lifecycleEvent" in i)
+                   for i in items)
+    return "subscriptionId" in payload and ("changeType" in payload or "lifecycleEvent" in payload)
+
+
+def _filter_client_state(payload: dict[str, Any], expected: str) -> tuple[Any, int, int]:
+    """Keep only notifications whose clientState matches (each checked in constant time)."""
+    states = notification_client_states(payload)
+    keep = [_same(state, expected) for state in states]
+    if isinstance(payload.get("value"), list):
+        kept = [item for item, ok in zip(payload["value"], keep, strict=True) if ok]
+        return {**payload, "value": kept}, len(kept), len(states) - len(kept)
+    return payload, sum(keep), len(keep) - sum(keep)
+
+
+async def handle(svc: Services, req: func.HttpRequest) -> func.HttpResponse:
+    """The whole webhook, testable with a real `func.HttpRequest`."""
+    extra = svc.settings.extra
+    if req.method.upper() == "OPTIONS":  # CloudEvents webhook abuse-protection handshake
+        origin = req.headers.get("webhook-request-origin")
+        if not origin:
+            return _json(400, {"error": "OPTIONS needs a WebHook-Request-Origin header"})
+        return func.HttpResponse(status_code=200, headers={
+            "WebHook-Allowed-Origin": origin[:200], "WebHook-Allowed-Rate": "*"})
+
+    token = req.params.get("validationToken")
+    if token is not None:  # Graph subscription validation: echo the token as text/plain
+        if len(token) > MAX_VALIDATION_TOKEN_CHARS:
+            return await _refuse(svc, 400, "validationToken is too long")
+        return func.HttpResponse(token, status_code=200, mimetype="text/plain")
+
+    secret = extra.get(SECRET_SETTING) or ""
+    given = req.headers.get(SECRET_HEADER)
+    if secret and given is not None and not _same(given, secret):  # fail before reading
+        return await _refuse(svc, 403, f"wrong {SECRET_HEADER} header")
+
+    declared = req.headers.get("content-length")
+    if declared and declared.strip().isdigit() and int(declared) > MAX_BODY_BYTES:
+        return await _refuse(svc, 413, f"body of {declared} bytes is over the "
+                             f"{MAX_BODY_BYTES}-byte limit")
+    body = req.get_body() or b""
+    if len(body) > MAX_BODY_BYTES:
+        return await _refuse(svc, 413, f"body of {len(body)} bytes is over the "
+                             f"{MAX_BODY_BYTES}-byte limit")
+    if not body.strip():
+        return await _refuse(svc, 400, "empty body: expected a JSON alert payload")
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return await _refuse(svc, 400, "body is not valid UTF-8 JSON")
+
+    if not isinstance(payload, (dict, list)):
+        return await _refuse(svc, 422, "unknown alert shape: expected a JSON object or array, "
+                             f"got {type(payload).__name__}")
+
+    code = is_eventgrid_validation(payload)
+    if code is not None:  # Event Grid subscription validation handshake
+        return _json(200, {"validationResponse": code})
+
+    if _is_change_notification(payload):
+        expected = (extra.get(CLIENT_STATE_SETTING) or "").strip()
+        if not expected:
+            return await _refuse(svc, 403, f"Graph change notifications are refused: "
+                                 f"{CLIENT_STATE_SETTING} is not set, so clientState cannot be "
+                                 "checked")
+        try:
+            payload, kept, dropped = _filter_client_state(payload, expected)
+        except AlertError as exc:
+            return await _refuse(svc, 400, f"malformed change notification: {exc}")
+        if dropped:
+            log.warning("dropped %d Graph notification(s) with a wrong clientState", dropped)
+            await record(svc, "http-refused", f"{dropped} notification(s) with a wrong "
+                         "clientState dropped", {"route": ROUTE, "status": 403,
+                                                 "kept": kept})
+        if not kept:
+            return await _refuse(svc, 403, "clientState does not match")
+    elif secret and given is None:
+        return await _refuse(svc, 401, f"missing {SECRET_HEADER} header")
+
+    try:
+        outcome = await intake_payload(svc, payload, route=ROUTE, check_groups=False)
+    except UnknownShape as exc:
+        return await _refuse(svc, 422, f"unknown alert shape: {exc}")
+    except PayloadTooLarge as exc:
+        return await _refuse(svc, 413, f"payload too large: {exc}")
+    except AlertError as exc:
+        return await _refuse(svc, 400, f"malformed alert payload: {exc}")
+    summary = outcome.summary()
+    if outcome.errors:  # storage trouble: ask the sender to retry (dedupe absorbs repeats)
+        log.warning("alert webhook: %d signal(s) failed, asking for a retry", len(outcome.errors))
+        return _json(503, {"error": "temporarily unable to queue every alert; retry",
+                           **summary}, headers={"Retry-After": "10"})
+    return _json(202, {"accepted": True, **summary})
+
+
+@bp.function_name("risk_alert_http")
+@bp.route(route="alerts", methods=["POST", "OPTIONS"], auth_level=func.AuthLevel.FUNCTION)
+async def risk_alert_http(req: func.HttpRequest) -> func.HttpResponse:
+    """Webhook entry point: POST /api/alerts?code=<function key>."""
+    return await handle(await services(), req)

@@ -1,0 +1,62 @@
+"""Approve/deny endpoint for privileged users' waiting steps (shared.approvals).
+
+Anonymous on purpose: the signed, expiring, single-use token in the link IS the credential
+(a function key in the link would be a second, long-lived secret in every mail). GET only
+shows a confirmation form (mail link scanners open links; they must not decide); POST with
+the token decides. Put App Service Authentication in front and set
+RESPONDER_APPROVAL_TRUST_PRINCIPAL_HEADER=true to record a verified identity.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from urllib.parse import parse_qs
+
+import azure.functions as func
+
+from functions.runtime import services
+from shared import approvals
+
+bp = func.Blueprint()
+log = logging.getLogger("responder.functions.approvals")
+
+
+def _html(body: str, status: int = 200) -> func.HttpResponse:
+    return func.HttpResponse(body, status_code=status, mimetype="text/html",
+                             charset="utf-8", headers=approvals.PAGE_HEADERS)
+
+
+def _fields(req: func.HttpRequest) -> dict[str, str]:
+    raw = req.get_body() or b""
+    if len(raw) > 8192:
+        return {}
+    if "json" in (req.headers.get("content-type") or ""):
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return {}
+        return {k: str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    return {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items() if v}
+
+
+@bp.function_name("approvals")
+@bp.route(route="approvals", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
+async def approvals_http(req: func.HttpRequest) -> func.HttpResponse:
+    svc = await services()
+    if req.method == "GET":
+        token = req.params.get("token", "")
+        detail = await approvals.describe_token(svc, token) if token else ""
+        return _html(approvals.confirmation_page(token, detail))
+    fields = _fields(req)
+    by, trust = approvals.who(svc, req.headers.get("x-ms-client-principal-name"),
+                              fields.get("by"))
+    try:
+        decided = await approvals.decide(svc, fields.get("token", ""), by=by, by_trust=trust)
+    except approvals.TokenRefused as exc:
+        return _html(approvals.page("Not accepted", f"<p>{approvals.escape(str(exc))}</p>"),
+                     exc.status)
+    verb = "approved" if decided.state == "approved" else "denied"
+    text = (f"{verb.capitalize()}: {', '.join(decided.steps)} for {decided.upn}. "
+            f"Recorded as {by} ({trust}). The run continues in a moment.")
+    return _html(approvals.page("Decision recorded", f"<p>{approvals.escape(text)}</p>"))
