@@ -66,13 +66,16 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _remediate(args: argparse.Namespace, services: Services) -> int:
     from shared.playbook.runner import run_request
+    from shared.worker import parse_request
 
-    request = RemediationRequest.model_validate({
+    fields = {
         "user": args.user, "playbook": args.playbook,
-        "actions": args.actions.split(",") if args.actions else None,
+        "actions": [a.strip() for a in args.actions.split(",")] if args.actions else None,
         "riskLevel": args.risk_level, "dryRun": args.dry_run, "requestId": args.request_id,
         "reason": args.reason, "requestedBy": "cli", "source": "cli",
-    })
+    }
+    # The same validation as a queue message: a typo gives a clear error, not a traceback.
+    request = parse_request(json.dumps({k: v for k, v in fields.items() if v is not None}))
     outcome = await run_request(services, request)
     print(json_text(outcome.run, outcome.results) if args.json
           else text_table(outcome.run, outcome.results))
