@@ -28,7 +28,7 @@ from shared.alerts import NormaliseResult, normalise
 from shared.alerts.result import AlertProblem
 from shared.dedupe import Deduper
 from shared.errors import ServiceError
-from shared.graph import directory
+from shared.exclusions import group_reason
 from shared.models import RemediationRequest, RiskSignal
 from shared.policy import LEVEL_RANK, Refusal, decide, effective_level
 from shared.services import Services
@@ -282,15 +282,11 @@ async def _group_refusal(services: Services, signal: RiskSignal,
     if user in cache:
         reason = cache[user]
     else:
-        reason = None
-        groups = list(services.policy.exclusions.groups)
         try:
-            hits = await directory.check_member_groups(services.graph, user, groups)
+            reason = await group_reason(services, user)
         except ServiceError as exc:
             log.warning("exclusion group lookup failed (the worker re-checks): %s", exc)
-            hits = set()
-        if hits:
-            reason = f"member of excluded group(s) {sorted(hits)}: never touched"
+            reason = None
         cache[user] = reason
     return Refusal("excluded", reason, signal) if reason else None
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from shared import approvals, notify
 from shared.errors import NotFound, ResponderError, ServiceError, ValidationError
+from shared.exclusions import exclusion_reason
 from shared.graph import directory
 from shared.journal import RunRecord, now, safe_key
 from shared.logs import run_context
@@ -123,7 +124,7 @@ async def _run_request(services: Services, request: RemediationRequest, run_id: 
         return await _finish(services, run, "failed", f"could not read the user: {exc}", {})
     run.user_id, run.upn = user.id, user.upn
 
-    refusal = await _exclusion(services, user)
+    refusal = await exclusion_reason(services, user.upn, user.mail, user_id=user.id)
     if refusal:
         await journal.event(run_id, "refused", refusal)
         return await _finish(services, run, "refused", refusal, {})
@@ -263,18 +264,6 @@ async def _plan_and_apply(ctx: StepContext, step: Any) -> StepResult:
                           summary="; ".join(plan.actions),
                           data={"wouldDo": plan.actions})
     return await step.apply(ctx, plan)
-
-
-async def _exclusion(services: Services, user: directory.DirectoryUser) -> str | None:
-    policy = services.policy
-    if policy.excluded_user(user.id, user.upn, user.mail):
-        return "excluded account (policy exclusions.users): never touched"
-    groups = list(policy.exclusions.groups)
-    if groups:
-        hits = await directory.check_member_groups(services.graph, user.id, groups)
-        if hits:
-            return f"member of excluded group(s) {sorted(hits)}: never touched"
-    return None
 
 
 async def _save_retry(services: Services, run: RunRecord, exc: Exception, dequeue_count: int,

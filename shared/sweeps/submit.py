@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared.exclusions import exclusion_reason
 from shared.journal import now
 from shared.models import RiskSignal
 
@@ -39,17 +40,7 @@ class Submission:
 async def excluded(services: Services, *identifiers: str | None, user_id: str | None = None)\
         -> str | None:
     """Why this account is never touched (policy users or groups), or None."""
-    policy = services.policy
-    if policy.excluded_user(*identifiers, user_id):
-        return "excluded account (policy exclusions.users): never touched"
-    groups = list(policy.exclusions.groups)
-    if groups and user_id:
-        from shared.graph.directory import check_member_groups
-
-        hits = await check_member_groups(services.graph, user_id, groups)
-        if hits:
-            return f"member of excluded group(s) {sorted(hits)}: never touched"
-    return None
+    return await exclusion_reason(services, *identifiers, user_id=user_id)
 
 
 async def recent_run(services: Services, *keys: str | None, hours: float) -> dict[str, Any] | None:
