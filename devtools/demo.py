@@ -72,7 +72,17 @@ def tenant_changes(before: dict[str, Any], after: dict[str, Any], upn: str) -> l
     return out
 
 
-async def run_demo(user: str, dry_run: bool, as_json: bool) -> int:
+async def print_posture(services: Any) -> None:
+    """The tenant's posture against account compromise (Secure Score sweep, dry run)."""
+    from shared.sweeps import run_sweep
+    from shared.sweeps.secure_score import posture_text
+
+    result = await run_sweep(services, "secure_score", dry_run=True)
+    print("\nposture (Secure Score controls that bear on account compromise):")
+    print(posture_text(result) if result.status != "skipped" else result.text())
+
+
+async def run_demo(user: str, dry_run: bool, as_json: bool, posture: bool = True) -> int:
     import function_app
     from devtools.azurite import start_azurite
     from devtools.emulator import EmulatorServer, load_tenant
@@ -133,6 +143,8 @@ async def run_demo(user: str, dry_run: bool, as_json: bool) -> int:
                 print(f"\n{len(emulator.requests())} Graph/Exchange calls, {len(writes)} "
                       f"writes; {stats.delivered} queue deliveries; "
                       f"{time.monotonic() - started:.1f} s in all")
+                if posture:
+                    await print_posture(services)
             return 0 if run.state == "finished" else 1
         finally:
             runtime.use_services(None)
@@ -145,9 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", default="megan@contoso.com")
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-posture", action="store_true",
+                        help="skip the Secure Score posture report after the run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    return asyncio.run(run_demo(args.user, args.dry_run, args.json))
+    return asyncio.run(run_demo(args.user, args.dry_run, args.json, not args.no_posture))
 
 
 if __name__ == "__main__":

@@ -275,7 +275,7 @@ def configured(services: Services) -> bool:
 
 
 def summary(deliveries: list[Delivery]) -> str:
-    return "; ".join(f"{d.channel} {'ok' if d.ok else 'failed: ' + d.detail}"
+    return "; ".join(f"{d.channel}: {'delivered' if d.ok else 'failed: ' + d.detail}"
                      for d in deliveries) or "no channel configured"
 
 

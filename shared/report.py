@@ -25,7 +25,7 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def text_table(run: RunRecord, results: dict[str, StepResult], *, width: int = 120) -> str:
+def text_table(run: RunRecord, results: dict[str, StepResult], *, width: int = 150) -> str:
     """A fixed-width table: step, outcome, what changed or why not."""
     lines = [
         f"run {run.run_id}  user {run.upn or run.user} ({run.user_id or '?'})",
