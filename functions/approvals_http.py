@@ -34,7 +34,7 @@ def _fields(req: func.HttpRequest) -> dict[str, str]:
     if "json" in (req.headers.get("content-type") or ""):
         try:
             data = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # hostile nesting fits in 8 KiB
             return {}
         return {k: str(v) for k, v in data.items()} if isinstance(data, dict) else {}
     return {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items() if v}

@@ -433,6 +433,24 @@ async def _enqueue_resume(services: Services, approval: Approval, by: str) -> No
     await services.storage.enqueue(services.settings.remediation_queue, request.to_message())
 
 
+async def _requeue_lost_resume(services: Services, row: dict[str, Any], when: datetime) -> None:
+    """A decision is stored before its resume message is queued; if queueing failed, the run
+    would wait forever. A decided approval whose run still waits gets its resume again
+    (resuming is idempotent: the request id is the same)."""
+    decided_at = row.get("decidedAt")
+    if isinstance(decided_at, datetime) and (when - decided_at).total_seconds() < 300:
+        return  # give the first resume message time to be processed
+    run = await services.journal.get_run(str(row.get("runId")))
+    if run is None or run.state != "waiting_approval":
+        return
+    approval = await get_approval(services, run.run_id)
+    if approval is not None and approval.state == row.get("state"):
+        await services.journal.event(run.run_id, "approval-resume-requeued",
+                                     "the run still waited after its approval was decided: "
+                                     "resume queued again")
+        await _enqueue_resume(services, approval, "timer")
+
+
 async def cancel(services: Services, run_id: str, why: str) -> bool:
     """Cancel a pending approval (a release). True when it was pending."""
     approval = await get_approval(services, run_id)
@@ -455,7 +473,12 @@ async def escalate_expired(services: Services, *, now: datetime | None = None,
     rows = await services.journal.items(PARTITION)
     escalated: list[str] = []
     for row in rows:
-        if row.get("state") != "pending" or (only and row.get("runId") != only):
+        if only and row.get("runId") != only:
+            continue
+        if row.get("state") in ("approved", "denied", "expired"):
+            await _requeue_lost_resume(services, row, when)
+            continue
+        if row.get("state") != "pending":
             continue
         expires = row.get("expiresAt")
         if not isinstance(expires, datetime) or when < expires:

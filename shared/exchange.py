@@ -16,8 +16,22 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from shared.credentials import EXCHANGE_SCOPE, AsyncTokenCredential
-from shared.errors import NotFound, ReadOnlyViolation, ServiceError, Throttled, error_for_status
-from shared.retry import RetryPolicy, RetryStats, RetryTransport, parse_retry_after
+from shared.errors import (
+    BadRequest,
+    NotFound,
+    ReadOnlyViolation,
+    ServiceError,
+    Throttled,
+    Unavailable,
+    error_for_status,
+)
+from shared.retry import (
+    TRANSIENT_ERRORS,
+    RetryPolicy,
+    RetryStats,
+    RetryTransport,
+    parse_retry_after,
+)
 from shared.settings import Settings
 
 MAX_PAGES = 10_000
@@ -122,11 +136,12 @@ class ExchangeClient:
                 headers["X-AnchorMailbox"] = f"UPN:{anchor_mailbox}"
             try:
                 response = await self._http.post(url, json=body, headers=headers)
-            except httpx.HTTPError as exc:
-                raise error_for_status(503)(
-                    f"Exchange unreachable: {type(exc).__name__}", service="exchange",
-                    method="POST", path=cmdlet,
-                ) from exc
+            except TRANSIENT_ERRORS as exc:
+                raise Unavailable(f"Exchange unreachable after retries: {type(exc).__name__}",
+                                  service="exchange", method="POST", path=cmdlet) from exc
+            except httpx.HTTPError as exc:  # a local mistake (bad header, URL): not transient
+                raise BadRequest(f"Exchange request could not be sent: {type(exc).__name__}",
+                                 service="exchange", method="POST", path=cmdlet) from exc
             data = _json(response)
             if response.status_code >= 400:
                 raise self._error(response, data, cmdlet)

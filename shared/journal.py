@@ -175,10 +175,16 @@ class Journal:
         rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": pk})
         return [dict(r) async for r in rows]
 
-    async def list_runs(self, *, limit: int = 1000) -> list[RunRecord]:
-        """Run records, newest last (for reports and the stalled-run sweep)."""
+    async def list_runs(self, *, limit: int = 1000, state: str | None = None) -> list[RunRecord]:
+        """Run records, oldest first (for reports and the stalled-run sweep). `state` filters
+        on the server, so a large table does not hide the runs asked for."""
         await self.ensure()
-        rows = self.table.query_entities("RowKey eq 'run'", results_per_page=200)
+        if state is not None:
+            rows = self.table.query_entities("RowKey eq 'run' and state eq @state",
+                                             parameters={"state": state},
+                                             results_per_page=200)
+        else:
+            rows = self.table.query_entities("RowKey eq 'run'", results_per_page=200)
         found: list[RunRecord] = []
         async for row in rows:
             found.append(RunRecord.from_entity(row))

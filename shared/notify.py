@@ -139,17 +139,29 @@ def _text(note: Notification) -> str:
     return "\n".join(lines)
 
 
+_MARKDOWN_SAFE = str.maketrans({"[": "(", "]": ")", "*": "\u2217"})
+
+
+def card_text(text: str) -> str:
+    """Adaptive Card TextBlocks render a Markdown subset: an attacker-chosen rule name or
+    address must not become a link or bold text in the SOC channel. Link brackets and
+    asterisks are replaced (backslash escapes are not reliably honoured by Teams)."""
+    return str(text).translate(_MARKDOWN_SAFE)
+
+
 def teams_card(note: Notification) -> dict[str, Any]:
     """A Workflows-webhook message carrying one Adaptive Card."""
     body: list[dict[str, Any]] = [
-        {"type": "TextBlock", "text": note.title, "weight": "Bolder", "size": "Medium",
-         "wrap": True},
+        {"type": "TextBlock", "text": card_text(note.title), "weight": "Bolder",
+         "size": "Medium", "wrap": True},
     ]
     if note.lines:
-        body.append({"type": "TextBlock", "text": "\n\n".join(note.lines), "wrap": True})
+        body.append({"type": "TextBlock", "text": "\n\n".join(card_text(x) for x in note.lines),
+                     "wrap": True})
     if note.facts:
         body.append({"type": "FactSet",
-                     "facts": [{"title": k, "value": v} for k, v in note.facts.items()]})
+                     "facts": [{"title": card_text(k), "value": card_text(v)}
+                               for k, v in note.facts.items()]})
     card: dict[str, Any] = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard", "version": "1.4", "body": body,

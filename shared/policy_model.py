@@ -4,6 +4,8 @@ touched, and the knobs of each step. Validated at start; errors name the field."
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -90,6 +92,18 @@ class NotifyPolicy(_Strict):
     teams_webhook_url: str | None = Field(None, alias="teamsWebhookUrl")
     webhook_url: str | None = Field(None, alias="webhookUrl")
     webhook_secret_setting: str = Field("RESPONDER_WEBHOOK_SECRET", alias="webhookSecretSetting")
+
+    @field_validator("webhook_secret_setting")
+    @classmethod
+    def _own_secret(cls, value: str) -> str:
+        """The webhook receiver learns this secret: it must never be another secret of the
+        app (the approval key or the static token would let it forge approvals)."""
+        forbidden = {"RESPONDER_APPROVAL_SECRET", "RESPONDER_STATIC_TOKEN",
+                     "RESPONDER_WEBHOOK_SHARED_SECRET", "RESPONDER_GRAPH_CLIENT_STATE"}
+        if not value.startswith("RESPONDER_") or value in forbidden:
+            raise ValueError("webhookSecretSetting must name a RESPONDER_* setting of its own, "
+                             f"not {sorted(forbidden)}")
+        return value
 
 
 class PrivilegedPolicy(_Strict):
@@ -226,8 +240,13 @@ def load_policy(path: str | Path | None) -> Policy:
         return Policy()
     p = Path(path)
     if not p.exists():
-        if str(path) == "policy.json":
+        if str(path) == "policy.json" and not os.environ.get("WEBSITE_HOSTNAME"):
+            logging.getLogger("responder.policy").warning(
+                "policy.json not found: using the default policy, which excludes NO accounts "
+                "(add your break-glass accounts to a policy file)")
             return Policy()
+        # In Azure a missing policy file is an error: it would silently mean "no
+        # break-glass exclusions".
         raise PolicyError(f"RESPONDER_POLICY points at {str(p)!r}, which does not exist")
     try:
         raw = json.loads(p.read_text(encoding="utf-8"))

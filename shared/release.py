@@ -26,6 +26,7 @@ from typing import Any
 from shared import approvals, notify
 from shared import exchange as exo
 from shared.errors import ServiceError, ValidationError
+from shared.exclusions import exclusion_reason
 from shared.graph import auth_methods, directory, identity_protection, mail
 from shared.journal import now, safe_key
 from shared.logs import run_context
@@ -172,7 +173,8 @@ async def release_run(services: Services, request: RemediationRequest, *,
     if run is None:
         raise ValidationError(f"no run {request.run_id!r} to release")
     with run_context(run.run_id, action="release"):
-        return await _release(services, run, request, bool(request.dry_run or dry_run))
+        dry = bool(request.dry_run or dry_run or services.settings.dry_run)
+        return await _release(services, run, request, dry)
 
 
 async def _release(services: Services, run: Any, request: RemediationRequest,
@@ -183,11 +185,18 @@ async def _release(services: Services, run: Any, request: RemediationRequest,
         return RunOutcome(run, items_from_record(previous), already_done=True)
     if run.dry_run:
         raise ValidationError(f"run {run.run_id} was a dry run: it changed nothing")
+    if run.state == "refused":
+        raise ValidationError(f"run {run.run_id} was refused (excluded account): it changed "
+                              "nothing, and the account is never touched")
     if run.state == "running":
-        raise ValidationError(f"run {run.run_id} is still running; release it once it has "
-                              "finished (or is waiting for approval)")
+        # Not a bad request: the run will finish, and the queue retries this release then.
+        raise RetryableRunError(f"run {run.run_id} is still running; the release is retried "
+                                "once it has finished")
     if not run.user_id:
         raise ValidationError(f"run {run.run_id} never resolved its user: nothing to undo")
+    why_not = await exclusion_reason(services, run.upn, run.user, user_id=run.user_id)
+    if why_not:
+        raise ValidationError(f"release refused: {why_not}")
     results = await journal.step_results(run.run_id)
     evidence = await journal.get_evidence(run.run_id, "evidence")
     items = plan_release(services, run, results, evidence)

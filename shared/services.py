@@ -6,6 +6,7 @@ injected credentials and transports. No module-level singletons hold service cli
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,17 +39,20 @@ class Services:
     group_adds: dict[str, Aggregator] = field(default_factory=dict)
 
     _ttl_cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    _ttl_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     async def tenant_fact(self, key: str, loader: Any, ttl: float = 300.0) -> Any:
         """Tenant-wide facts (verified domains, organisation config) read once per `ttl`
         per process, not once per run: a storm of 500 runs needs them once."""
-        now = time.monotonic()
-        hit = self._ttl_cache.get(key)
-        if hit and now - hit[0] < ttl:
-            return hit[1]
-        value = await loader()
-        self._ttl_cache[key] = (now, value)
-        return value
+        lock = self._ttl_locks.setdefault(key, asyncio.Lock())
+        async with lock:  # the first run of a storm loads it; the others wait for that
+            now = time.monotonic()
+            hit = self._ttl_cache.get(key)
+            if hit and now - hit[0] < ttl:
+                return hit[1]
+            value = await loader()
+            self._ttl_cache[key] = (now, value)
+            return value
 
     def group_adder(self, group_id: str) -> Aggregator:
         """One aggregator per group: concurrent runs share PATCHes of up to 20 members."""

@@ -176,7 +176,7 @@ class Settings:
         if not storage and not (env.get("AzureWebJobsStorage__accountName") or "").strip():
             raise SettingsError(
                 "AzureWebJobsStorage is required (a connection string, or the identity-based "
-                "AzureWebJobsStorage__accountName / __queueServiceUri settings)"
+                "AzureWebJobsStorage__accountName setting)"
             )
         tenant = (env.get("RESPONDER_TENANT_ID") or "").strip()
         if not tenant:

@@ -31,8 +31,21 @@ from msgraph import GraphRequestAdapter, GraphServiceClient
 from msgraph_core import GraphClientFactory
 
 from shared.credentials import GRAPH_SCOPE, AsyncTokenCredential
-from shared.errors import ReadOnlyViolation, ServiceError, Throttled, error_for_status
-from shared.retry import RetryPolicy, RetryStats, RetryTransport, parse_retry_after
+from shared.errors import (
+    BadRequest,
+    ReadOnlyViolation,
+    ServiceError,
+    Throttled,
+    Unavailable,
+    error_for_status,
+)
+from shared.retry import (
+    TRANSIENT_ERRORS,
+    RetryPolicy,
+    RetryStats,
+    RetryTransport,
+    parse_retry_after,
+)
 from shared.settings import Settings
 
 ApiVersion = Literal["v1.0", "beta"]
@@ -43,7 +56,14 @@ _METHODS = {m.value: m for m in Method}
 
 
 def encode_segment(value: str) -> str:
-    """Percent-encode one path segment (ids, UPNs with `'` or `#EXT#`) so it stays one."""
+    """Percent-encode one path segment (ids, UPNs with `'` or `#EXT#`) so it stays one.
+
+    `.` and `..` would survive encoding and be collapsed by URL normalisation into another
+    path, so they are refused.
+    """
+    if value.strip() in ("", ".", ".."):
+        raise BadRequest(f"{value!r} is not a valid id or UPN", service="graph", status=400,
+                         code="InvalidPathSegment")
     return quote(value, safe="@")
 
 
@@ -185,7 +205,13 @@ class GraphClient:
             info.headers.try_add("Content-Type", "application/json")
         info.headers.try_add("Accept", "application/json")
         info.add_request_options([ResponseHandlerOption(NativeResponseHandler())])
-        return await adapter.send_primitive_async(info, "bytes", None)  # type: ignore[return-value]
+        try:
+            return await adapter.send_primitive_async(info, "bytes", None)  # type: ignore[return-value]
+        except TRANSIENT_ERRORS as exc:
+            # The retry transport already spent its attempts: hand the runner a typed,
+            # retryable error (the queue redelivers), not a raw httpx exception.
+            raise Unavailable(f"Graph unreachable after retries: {type(exc).__name__}",
+                              service="graph", method=method, path=_loggable(path)) from exc
 
     async def pages(
         self,

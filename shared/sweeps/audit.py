@@ -98,6 +98,11 @@ class AuditSweep(Sweep):
             finding["user"] = user.upn
         result.found.append(finding)
         why = await excluded(ctx.services, *names, user_id=_object_id(row))
+        if not why and _object_id(row) is None and user is None and (
+                ctx.policy.exclusions.groups or ctx.policy.exclusions.users):
+            # Without the object id, excluded groups (and id-listed accounts) cannot be
+            # checked: never change an account that might be a break-glass account.
+            why = "the account's object id is unknown: exclusions could not be verified"
         if why:
             result.skipped.append({**finding, "why": why})
             return

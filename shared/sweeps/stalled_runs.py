@@ -29,8 +29,8 @@ class StalledRunsSweep(Sweep):
         cfg = ctx.policy.sweeps.stalled_runs
         bound = timedelta(minutes=cfg.after_minutes)
         horizon = now() - bound
-        runs = await ctx.services.journal.list_runs(limit=5000)
-        stalled = [r for r in runs if r.state == "running" and r.updated_at < horizon]
+        runs = await ctx.services.journal.list_runs(limit=5000, state="running")
+        stalled = [r for r in runs if r.updated_at < horizon]
         ctx.result.note(f"{len(stalled)} run(s) running without an update for "
                         f"{cfg.after_minutes:g} minutes or more")
 

@@ -241,7 +241,8 @@ async def test_generated_password_appears_only_in_the_request_that_sets_it(
     sets = [e for e in emulator.requests() if e["method"] == "PATCH"
             and "passwordProfile" in json.dumps(e.get("body") or {})]
     assert len(sets) == 1
-    haystack = [caplog.text, capsys.readouterr().out, capsys.readouterr().err,
+    captured = capsys.readouterr()
+    haystack = [caplog.text, captured.out, captured.err,
                 json.dumps(emulator.state()), json.dumps(emulator.requests(), default=str)]
     rows = await services.journal.items("pw")
     haystack.append(json.dumps(rows, default=str))

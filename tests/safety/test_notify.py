@@ -60,7 +60,7 @@ async def test_a_dead_receiver_leaves_the_run_successful_and_is_recorded(make_se
     run = await svc.journal.get_run("n-dead")
     assert run.state == "finished", run.reason
     step = (await svc.journal.step_results("n-dead"))["notify"]
-    assert step.status == "partial" and "webhook failed" in step.summary
+    assert step.status == "partial" and "webhook: failed" in step.summary
     assert "mail: delivered" in step.summary
     failed = [e for e in await svc.journal.events("n-dead")
               if e["kind"] == "notification-failed"]
