@@ -6,9 +6,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shared.graph import directory
+from shared.permissions import declare
 
 if TYPE_CHECKING:
     from shared.services import Services
+
+declare("exclusions", graph=(directory.PERM_USER_READ, directory.PERM_MEMBER_READ),
+        why="resolve the user and check the policy's excluded (break-glass) groups before any "
+            "run, intake or sweep acts")
 
 LISTED = "excluded account (policy exclusions.users): never touched"
 

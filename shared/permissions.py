@@ -44,6 +44,8 @@ COMPONENT_MODULES: tuple[str, ...] = (
     "shared.sweeps",
     "shared.notify",
     "shared.approvals",
+    "shared.release",
+    "shared.exclusions",
 )
 """Modules that declare requirements; importing them fills the catalogue.
 

@@ -31,12 +31,24 @@ from shared.graph import auth_methods, directory, identity_protection, mail
 from shared.journal import now, safe_key
 from shared.logs import run_context
 from shared.models import RemediationRequest, StepResult, StepStatus
+from shared.permissions import declare
 from shared.playbook.runner import RetryableRunError, RunOutcome
+from shared.playbook.steps.followup import PENDING_UNBLOCKS
 from shared.services import Services
 
 log = logging.getLogger("responder.release")
 RELEASE_ROW = "release"
-PENDING_UNBLOCKS = "pending-unblocks"
+declare(
+    "release",
+    graph=("User.Read.All", "User.EnableDisableAccount.All", "GroupMember.ReadWrite.All",
+           "MailboxSettings.ReadWrite", "IdentityRiskyUser.ReadWrite.All",
+           "Policy.ReadWrite.AuthenticationMethod"),
+    exchange=("Exchange.ManageAsApp",),
+    roles=("User Administrator", "Exchange Administrator"),
+    why="undo a run after a false positive: re-enable rules and the account, leave the MFA "
+        "group, restore forwarding and per-user MFA, dismiss risk, release restricted senders",
+)
+
 CANNOT_UNDO = {
     "reset_password": "cannot be undone: the old password is unknown (by design); the user "
                       "sets a new one through SSPR or a Temporary Access Pass",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from shared.alerts.errors import InvalidTimestamp
+from shared.alerts.timeparse import parse_time
 from shared.errors import NotFound
 from shared.graph import auth_methods
 from shared.graph.auth_methods import (
@@ -71,20 +73,14 @@ class RequireMfa(Step):
 
 
 def _created(method: dict[str, Any]) -> datetime | None:
+    """The method's creation time (Graph sends up to 7 fractional digits), or None."""
     raw = method.get("createdDateTime")
     if not raw:
         return None
     try:
-        text = str(raw).replace("Z", "+00:00")
-        if "." in text:  # Graph sends up to 7 fractional digits; Python reads 6
-            head, _, tail = text.partition(".")
-            digits = "".join(ch for ch in tail if ch.isdigit())
-            zone = tail[len(digits):]
-            text = f"{head}.{digits[:6]}{zone}"
-        value = datetime.fromisoformat(text)
-    except ValueError:
+        return parse_time(raw)
+    except InvalidTimestamp:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def describe_method(method: dict[str, Any]) -> dict[str, Any]:
