@@ -86,7 +86,7 @@ class LocalHost:
         max_dequeue_count: int | None = None,
         batch_size: int | None = None,
         poll_interval: float = 0.05,
-        lease_seconds: int = 300,
+        lease_seconds: float = 300,
     ) -> None:
         cfg = host_queue_settings()
         self.storage = storage
@@ -123,7 +123,7 @@ class LocalHost:
                 break
             client = await self.storage.ensure_queue(qf.queue)
             messages = client.receive_messages(max_messages=min(32, room),
-                                               visibility_timeout=self.lease_seconds)
+                                               visibility_timeout=int(self.lease_seconds))
             async for m in messages:
                 task = asyncio.create_task(self._deliver(qf, client, m))
                 self._in_flight.add(task)
@@ -138,6 +138,8 @@ class LocalHost:
         msg = QueueMessage(id=m.id, body=content.encode("utf-8"), dequeue_count=m.dequeue_count,
                            expiration_time=m.expires_on, insertion_time=m.inserted_on,
                            time_next_visible=m.next_visible_on, pop_receipt=m.pop_receipt)
+        lease = {"receipt": m.pop_receipt}
+        renewer = asyncio.create_task(self._renew(client, m.id, lease))
         try:
             result = qf.call(**{qf.arg: msg})
             if inspect.isawaitable(result):
@@ -146,18 +148,38 @@ class LocalHost:
             raise  # host killed: the lease expires and the message comes back
         except Exception as exc:
             self.stats.failed += 1
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
             if m.dequeue_count >= self.max_dequeue_count:
                 self.stats.poisoned += 1
                 await self.storage.enqueue(poison_queue_name(qf.queue), content)
-                await client.delete_message(m.id, m.pop_receipt)
+                await client.delete_message(m.id, lease["receipt"])
                 log.warning("message %s poisoned after %s deliveries: %s", m.id,
                             m.dequeue_count, type(exc).__name__)
             else:
-                await client.update_message(m.id, m.pop_receipt,
+                await client.update_message(m.id, lease["receipt"],
                                             visibility_timeout=int(self.visibility_timeout))
             return
+        finally:
+            renewer.cancel()
+        await asyncio.gather(renewer, return_exceptions=True)
         self.stats.succeeded += 1
-        await client.delete_message(m.id, m.pop_receipt)
+        await client.delete_message(m.id, lease["receipt"])
+
+    async def _renew(self, client: Any, message_id: str, lease: dict[str, str]) -> None:
+        """Keep a running message invisible, as the host does: every half lease, extend it
+        (a long run must not be delivered twice; a killed host stops renewing, so the
+        message comes back one lease later)."""
+        while True:
+            await asyncio.sleep(max(0.5, self.lease_seconds / 2))
+            try:
+                receipt = await client.update_message(message_id, lease["receipt"],
+                                                      visibility_timeout=int(self.lease_seconds))
+            except Exception as exc:  # the next delivery will sort it out
+                log.warning("could not renew the lease of message %s: %s", message_id,
+                            type(exc).__name__)
+                return
+            lease["receipt"] = receipt.pop_receipt
 
     async def run_until_idle(self, limit_seconds: float = 120.0,
                              idle_seconds: float = 0.5) -> HostStats:

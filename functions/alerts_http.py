@@ -85,8 +85,11 @@ async def handle(svc: Services, req: func.HttpRequest) -> func.HttpResponse:
         origin = req.headers.get("webhook-request-origin")
         if not origin:
             return _json(400, {"error": "OPTIONS needs a WebHook-Request-Origin header"})
+        if len(origin) > 200 or any(ord(c) < 0x21 or ord(c) == 0x7F for c in origin):
+            # echoed into a response header: never let CR/LF or spaces through
+            return await _refuse(svc, 400, "WebHook-Request-Origin is not a host name")
         return func.HttpResponse(status_code=200, headers={
-            "WebHook-Allowed-Origin": origin[:200], "WebHook-Allowed-Rate": "*"})
+            "WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*"})
 
     token = req.params.get("validationToken")
     if token is not None:  # Graph subscription validation: echo the token as text/plain

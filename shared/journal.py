@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from shared.models import StepResult, StepStatus
@@ -158,6 +165,48 @@ class Journal:
         run.updated_at = now()
         await self.table.upsert_entity(run.to_entity())
         await self._index_user(run)
+
+    async def claim_run(self, run_id: str, owner: str, seconds: float) -> float:
+        """Take the run's lease so that two deliveries of one request never act at once.
+
+        Returns 0 when claimed (or already ours), else the seconds the other owner's lease
+        still has. Conditional on the row's ETag: of two racing claims, one wins.
+        """
+        await self.ensure()
+        for _ in range(5):
+            try:
+                entity = await self.table.get_entity(run_id, "run")
+            except ResourceNotFoundError:
+                return 0.0
+            until = entity.get("leaseUntil")
+            holder = entity.get("leaseOwner") or ""
+            current = now()
+            if isinstance(until, datetime) and until > current and holder and holder != owner:
+                return (until - current).total_seconds()
+            patch = {"PartitionKey": run_id, "RowKey": "run", "leaseOwner": owner,
+                     "leaseUntil": datetime.fromtimestamp(current.timestamp() + seconds, UTC)}
+            try:
+                await self.table.update_entity(
+                    patch, mode=UpdateMode.MERGE, etag=entity.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, HttpResponseError) as exc:
+                if getattr(exc, "status_code", 412) != 412:
+                    raise
+                continue  # someone else wrote the row: look again
+            return 0.0
+        return seconds
+
+    async def release_claim(self, run_id: str, owner: str) -> None:
+        """Give the lease back (end of a delivery), so a retry need not wait for it."""
+        await self.ensure()
+        try:
+            entity = await self.table.get_entity(run_id, "run")
+        except ResourceNotFoundError:
+            return
+        if entity.get("leaseOwner") == owner:
+            await self.table.update_entity(
+                {"PartitionKey": run_id, "RowKey": "run", "leaseOwner": "",
+                 "leaseUntil": datetime.fromtimestamp(0, UTC)}, mode=UpdateMode.MERGE)
 
     async def _index_user(self, run: RunRecord) -> None:
         for key in {k for k in (run.user_id, run.upn, run.user) if k}:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,8 @@ class Services:
     journal: Journal
     confirm: Aggregator
     extras: dict[str, Any] = field(default_factory=dict)
+    instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """Identifies this process's deliveries in run leases (see Journal.claim_run)."""
     group_adds: dict[str, Aggregator] = field(default_factory=dict)
 
     _ttl_cache: dict[str, tuple[float, Any]] = field(default_factory=dict)

@@ -43,7 +43,7 @@ def parse_request(body: bytes | str) -> RemediationRequest:
         raise ValidationError(f"message is {len(raw)} bytes, over the {MAX_MESSAGE_BYTES} cap")
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ValidationError(f"message is not JSON: {exc.__class__.__name__}") from exc
     if not isinstance(data, dict):
         raise ValidationError("message must be a JSON object")

@@ -44,3 +44,10 @@ def datetime_literal(value: datetime) -> str:
     if value.tzinfo is None:
         raise ODataInputError("datetimes in filters must be timezone-aware")
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def in_(name: str, values: list[str]) -> str:
+    """`name in ('a','b')`, each value escaped."""
+    if not values:
+        raise ODataInputError("an `in` filter needs at least one value")
+    return f"{field_name(name)} in ({','.join(quote_literal(v) for v in values)})"

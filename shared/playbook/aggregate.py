@@ -10,26 +10,69 @@ PATCH adds up to 20 members) and save directory-write budget. Aggregators live i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 Sender = Callable[[Sequence[str]], Awaitable[Mapping[str, Any] | None]]
+
+
+class IntervalGate:
+    """Spaces calls at least `min_interval` apart, first come first served.
+
+    Identity Protection allows one request per second per tenant for reads and writes
+    alike: every aggregator that calls it shares one gate, so together they never exceed
+    the rate (a 429 there comes without Retry-After and costs a blind backoff)."""
+
+    def __init__(self, min_interval: float, max_interval: float = 8.0) -> None:
+        self.min_interval = min_interval
+        self.max_interval = max(min_interval, max_interval)
+        self.interval = min_interval
+        """The current spacing: it doubles when a call needed retries (other instances of
+        the app share the tenant's rate: a 429 without Retry-After is the only sign) and
+        shrinks back towards `min_interval` while calls go through at once."""
+        self._last = 0.0
+        self._lock: asyncio.Lock | None = None
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Hold the service for one call. The interval counts from the previous call's
+        answer, so the server sees the calls at least `min_interval` apart even when the
+        event loop was slow to send one."""
+        if self.min_interval <= 0:
+            yield
+            return
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            gap = self.interval - (time.monotonic() - self._last)
+            if gap > 0:
+                await asyncio.sleep(gap)
+            started = time.monotonic()
+            try:
+                yield
+            finally:
+                self._last = time.monotonic()
+                if self._last - started > self.min_interval / 2:  # it was retried
+                    self.interval = min(self.max_interval, self.interval * 2)
+                else:
+                    self.interval = max(self.min_interval, self.interval * 0.9)
 
 
 class Aggregator:
     """Collect user ids for up to `window` seconds (or `max_ids`), then send them together."""
 
     def __init__(self, send: Sender, *, window: float = 0.3, max_ids: int = 60,
-                 min_interval: float = 1.05) -> None:
+                 min_interval: float = 1.05, gate: IntervalGate | None = None) -> None:
         self._send = send
         self._window = window
         self._max_ids = max_ids
-        self._min_interval = min_interval
+        self.gate = gate or IntervalGate(min_interval)
+        """Spacing of the calls; aggregators of one rate-limited service share one gate."""
         self._pending: dict[str, list[asyncio.Future[Any]]] = {}
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._last_call = 0.0
         self.calls = 0
 
     async def submit(self, user_id: str) -> Any:
@@ -58,22 +101,85 @@ class Aggregator:
             except TimeoutError:
                 pass
             self._wakeup.clear()
-            gap = self._min_interval - (time.monotonic() - self._last_call)
-            if gap > 0:
-                await asyncio.sleep(gap)
-            ids = list(self._pending)[: self._max_ids]
-            waiters = {uid: self._pending.pop(uid) for uid in ids}
-            self._last_call = time.monotonic()
-            self.calls += 1
-            try:
-                results = await self._send(ids) or {}
-            except Exception as exc:  # handed to every waiter, who decides
+            async with self.gate.turn():
+                ids = list(self._pending)[: self._max_ids]
+                waiters = {uid: self._pending.pop(uid) for uid in ids}
+                self.calls += 1
+                error: Exception | None = None
+                results: Mapping[str, Any] = {}
+                try:
+                    results = await self._send(ids) or {}
+                except Exception as exc:  # handed to every waiter, who decides
+                    error = exc
+            if error is not None:
                 for futs in waiters.values():
                     for f in futs:
                         if not f.done():
-                            f.set_exception(exc)
+                            f.set_exception(error)
             else:
                 for uid, futs in waiters.items():
                     for f in futs:
                         if not f.done():
                             f.set_result(results.get(uid))
+
+
+class AdaptiveLimit:
+    """How many calls to one service may be in flight at once, found by AIMD.
+
+    The Exchange admin endpoint publishes no rate, and its 429s carry a short Retry-After:
+    hundreds of concurrent runs that all wait exactly that long retry together, are
+    throttled together, and exhaust their attempts. Halving the concurrency when a call was
+    throttled and growing it by one per `limit` clean calls settles just under whatever the
+    service allows, without knowing the number."""
+
+    def __init__(self, start: int = 4, floor: int = 1, ceiling: int = 64,
+                 cooldown: float = 1.0) -> None:
+        self.limit = float(start)
+        self.floor = floor
+        self.ceiling = ceiling
+        self.cooldown = cooldown
+        self.in_flight = 0
+        self._last_cut = 0.0
+        self._cond: asyncio.Condition | None = None
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_flight < int(self.limit))
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self.in_flight -= 1
+                self._cond.notify_all()
+
+    def record(self, throttled: bool) -> None:
+        now = time.monotonic()
+        if throttled:
+            if now - self._last_cut >= self.cooldown:  # one cut per burst of 429s
+                self.limit = max(float(self.floor), self.limit / 2)
+                self._last_cut = now
+        else:
+            self.limit = min(float(self.ceiling), self.limit + 1 / self.limit)
+
+
+class LimitedExchange:
+    """An Exchange client whose calls go through an AdaptiveLimit (same interface)."""
+
+    def __init__(self, client: Any, limit: AdaptiveLimit) -> None:
+        self._client = client
+        self._limit = limit
+
+    async def invoke(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._limit.slot():
+            before = self._client.stats.throttled
+            try:
+                return await self._client.invoke(*args, **kwargs)
+            finally:
+                self._limit.record(self._client.stats.throttled > before)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,8 @@ from shared.playbook.registry import STEP_NAMES, get_step
 from shared.services import Services
 
 log = logging.getLogger("responder.runner")
+RUN_LEASE_SECONDS = 600
+"""How long one delivery holds a run (the Functions timeout, host.json functionTimeout)."""
 TERMINAL_RUN_STATES = frozenset({"finished", "failed", "refused", "released", "poisoned"})
 
 
@@ -72,8 +75,12 @@ def choose_steps(request: RemediationRequest, services: Services) -> tuple[str, 
 
 
 def run_id_for(request: RemediationRequest, dry_run: bool) -> str:
+    """Dry runs live under `dry-<id>`; a real request whose own id starts with `dry-` gets
+    `run-` in front, so a dry run can never share (and block) a real run's record."""
     base = safe_key(request.effective_request_id())
-    return f"dry-{base}" if dry_run and not base.startswith("dry-") else base
+    if dry_run:
+        return f"dry-{base}"
+    return f"run-{base}" if base.startswith("dry-") else base
 
 
 async def run_request(
@@ -110,6 +117,39 @@ async def _run_request(services: Services, request: RemediationRequest, run_id: 
                                  "source": request.source, "reason": request.reason})
         else:
             run = await journal.get_run(run_id) or run
+    owner = f"{services.instance_id}:{uuid.uuid4().hex[:12]}"  # this delivery
+    try:
+        busy = await journal.claim_run(run_id, owner, RUN_LEASE_SECONDS)
+        if busy:
+            return await _defer(services, run, request, busy)
+        return await _claimed_run(services, request, run, playbook, steps, dry, dequeue_count,
+                                  max_dequeue_count)
+    finally:
+        # Also when the delivery is cancelled mid-claim (a host shutting down): a lease left
+        # behind would hold the run's redelivery back for RUN_LEASE_SECONDS.
+        try:
+            await asyncio.shield(journal.release_claim(run_id, owner))
+        except Exception as exc:  # the lease then lapses on its own
+            log.warning("could not release the run lease: %s", type(exc).__name__)
+
+
+async def _defer(services: Services, run: RunRecord, request: RemediationRequest,
+                 busy: float) -> RunOutcome:
+    """Another delivery holds this run: put the request back for when its lease ends
+    (instead of failing, which would spend the message's delivery count)."""
+    delay = int(min(busy, RUN_LEASE_SECONDS)) + 1
+    await services.storage.enqueue(services.settings.remediation_queue, request.to_message(),
+                                   visibility_timeout=delay)
+    await services.journal.event(run.run_id, "deferred", "another delivery is running this "
+                                 f"request; retried in {delay} s")
+    return RunOutcome(run, await services.journal.step_results(run.run_id), already_done=True)
+
+
+async def _claimed_run(services: Services, request: RemediationRequest, run: RunRecord,
+                       playbook: str, steps: list[str], dry: bool, dequeue_count: int,
+                       max_dequeue_count: int) -> RunOutcome:
+    journal = services.journal
+    run_id = run.run_id
     run.attempts += 1
 
     try:
@@ -124,7 +164,14 @@ async def _run_request(services: Services, request: RemediationRequest, run_id: 
         return await _finish(services, run, "failed", f"could not read the user: {exc}", {})
     run.user_id, run.upn = user.id, user.upn
 
-    refusal = await exclusion_reason(services, user.upn, user.mail, user_id=user.id)
+    try:
+        refusal = await exclusion_reason(services, user.upn, user.mail, user_id=user.id)
+    except ServiceError as exc:
+        if exc.retryable:
+            await _save_retry(services, run, exc, dequeue_count, max_dequeue_count)
+            raise RetryableRunError(str(exc)) from exc
+        # Fail closed: an account whose exclusion cannot be checked is never touched.
+        refusal = f"exclusions could not be verified ({exc}): not touched"
     if refusal:
         await journal.event(run_id, "refused", refusal)
         return await _finish(services, run, "refused", refusal, {})
@@ -192,24 +239,30 @@ async def _wait_for_approval(services: Services, run: RunRecord, ctx: StepContex
 
 async def _run_waves(ctx: StepContext, steps: list[str], done: dict[str, StepResult],
                      attempt: int) -> list[ServiceError]:
+    """Each step starts as soon as the steps it comes `after` (in this run) have finished,
+    not when a whole wave has: sessions are revoked right after the password reset, even
+    while the evidence still waits on slow reads. A step after one that must be retried is
+    left for the redelivery, as is anything in a dependency cycle."""
     pending = [s for s in steps if s not in done]
-    blocked: set[str] = set()
-    retry_errors: list[ServiceError] = []
-    while pending:
-        specs = {s: get_step(s) for s in pending}
-        ready = [s for s in pending
-                 if not any(a in pending and a != s for a in specs[s].after)]
-        ready = [s for s in ready if not any(a in blocked for a in specs[s].after)]
+    deps = {s: [a for a in get_step(s).after if a in pending and a != s] for s in pending}
+    order: list[str] = []
+    while len(order) < len(pending):
+        ready = [s for s in pending if s not in order and all(a in order for a in deps[s])]
         if not ready:
-            break  # what is left waits for a blocked step: the redelivery finishes it
-        outcomes = await asyncio.gather(*(_execute(ctx, s, attempt) for s in ready))
-        for name, err in zip(ready, outcomes, strict=True):
-            pending.remove(name)
-            if err is not None:
-                blocked.add(name)
-                retry_errors.append(err)
-        pending = [s for s in pending if not any(a in blocked for a in specs[s].after)]
-    return retry_errors
+            break  # a cycle: those steps never start
+        order.extend(ready)
+    tasks: dict[str, asyncio.Task[ServiceError | bool | None]] = {}
+
+    async def one(name: str) -> ServiceError | bool | None:
+        for dep in deps[name]:
+            if await tasks[dep] is not None:
+                return True  # blocked: the dependency must be retried first
+        return await _execute(ctx, name, attempt)
+
+    for name in order:
+        tasks[name] = asyncio.ensure_future(one(name))
+    outcomes = await asyncio.gather(*tasks.values())
+    return [err for err in outcomes if isinstance(err, ServiceError)]
 
 
 async def _execute(ctx: StepContext, name: str, attempt: int) -> ServiceError | None:

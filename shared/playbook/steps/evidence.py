@@ -13,10 +13,10 @@ from typing import Any
 
 from shared import exchange as exo
 from shared.errors import ServiceError
-from shared.graph import directory, identity_protection
+from shared.graph import directory
 from shared.graph.auth_methods import PERM_METHODS_READ, PERM_PER_USER_MFA
 from shared.graph.directory import PERM_DOMAIN_READ, PERM_MEMBER_READ, PERM_USER_READ
-from shared.graph.identity_protection import PERM_RISKY_READ
+from shared.graph.identity_protection import PERM_DETECTIONS_READ, PERM_RISKY_READ
 from shared.graph.mail import PERM_FOLDERS_READ, PERM_MAILBOX_READ
 from shared.journal import now
 from shared.models import StepResult, StepStatus
@@ -39,9 +39,9 @@ class CollectEvidence(Step):
     """Snapshot the user, risk, methods, rules, forwarding and audit state before changes."""
 
     name = "collect_evidence"
-    graph_permissions = (PERM_USER_READ, PERM_DOMAIN_READ, PERM_RISKY_READ, PERM_METHODS_READ,
-                         PERM_PER_USER_MFA, PERM_MEMBER_READ, PERM_MAILBOX_READ,
-                         PERM_FOLDERS_READ)
+    graph_permissions = (PERM_USER_READ, PERM_DOMAIN_READ, PERM_RISKY_READ,
+                         PERM_DETECTIONS_READ, PERM_METHODS_READ, PERM_PER_USER_MFA,
+                         PERM_MEMBER_READ, PERM_MAILBOX_READ, PERM_FOLDERS_READ)
     exchange_permissions = (exo.PERM_EXCHANGE,)
     directory_roles = ("Exchange Administrator",)
     reversible = "read only"
@@ -59,8 +59,7 @@ class CollectEvidence(Step):
         await asyncio.gather(
             _part("domains", ctx.domains, doc, missing),
             _part("riskyUser", ctx.risky_user, doc, missing),
-            _part("riskHistory",
-                  lambda: identity_protection.risky_user_history(ctx.graph, uid), doc, missing),
+            _part("riskDetections", ctx.risk_detections, doc, missing),
             _part("authenticationMethods", ctx.methods, doc, missing),
             _part("perUserMfaState", ctx.per_user_mfa, doc, missing),
             _part("memberOf", lambda: directory.member_of(ctx.graph, uid), doc, missing),

@@ -1,0 +1,71 @@
+"""One Functions instance of the storm: its own process, Services and local host.
+
+Functions scales out by adding instances (processes on other machines), each with its own
+aggregators and connection pools; a process per instance models that and lets the
+benchmark use both cores. The instance polls the queue until the stop file appears and
+writes its counters (and peak memory) to its status file every half second.
+
+    python -m bench.worker STATUS_FILE STOP_FILE   (app settings in the environment)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+async def serve(status: Path, stop: Path) -> None:
+    from bench.phase import peak_rss_mb, quiet_logging
+
+    quiet_logging()
+    import function_app
+    from bench.scenario import TOKEN, storm_policy
+    from devtools.localhost import LocalHost
+    from functions import runtime
+    from shared.credentials import StaticTokenCredential
+    from shared.policy_model import parse_policy
+    from shared.services import Services
+    from shared.settings import Settings
+
+    settings = Settings.from_env()
+    svc = Services.create(settings, credential=StaticTokenCredential(TOKEN),
+                          policy=parse_policy(storm_policy()))
+    runtime.use_services(svc)
+    await svc.journal.ensure()
+    host = LocalHost(function_app.app, svc.storage, dict(os.environ))
+    last_write = 0.0
+
+    def write(final: bool = False) -> None:
+        doc = {**vars(host.stats), "in_flight": len(host._in_flight), "final": final,
+               "peak_rss_mb": round(peak_rss_mb(), 1), "confirm_calls": svc.confirm.calls,
+               "graph_retry": vars(svc.graph.stats), "pid": os.getpid()}
+        tmp = status.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, default=str), encoding="utf-8")
+        tmp.replace(status)
+
+    try:
+        while not stop.exists():  # noqa: ASYNC240 - a cheap stat, twice a second at most
+            started = await host.poll_once()
+            now = time.monotonic()
+            if now - last_write > 0.5:
+                write()
+                last_write = now
+            await asyncio.sleep(0.01 if started else 0.05)
+        await host.kill()
+        write(final=True)
+    finally:
+        runtime.use_services(None)
+        await svc.close()
+
+
+def main(argv: list[str]) -> int:
+    asyncio.run(serve(Path(argv[0]), Path(argv[1])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,147 @@
+"""The mechanics the storm benchmark relies on: Identity Protection calls paced by one gate
+that backs off when another instance shares the rate, Exchange concurrency found by AIMD,
+risk records and detections read for many users in one call, and steps that start as soon
+as their own dependencies finish."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from shared.graph import identity_protection
+from shared.playbook.aggregate import AdaptiveLimit, Aggregator, IntervalGate, LimitedExchange
+
+MEGAN = "d4f1c7a2-6b3e-4e8d-9a51-2f7c0b8e4d13"
+
+
+async def test_gate_spaces_calls_and_backs_off_after_a_slow_call() -> None:
+    gate = IntervalGate(0.2, max_interval=1.0)
+    stamps: list[float] = []
+
+    async def call(slow: bool) -> None:
+        async with gate.turn():
+            stamps.append(time.monotonic())
+            if slow:
+                await asyncio.sleep(0.15)  # longer than min_interval / 2: it was retried
+
+    await call(False)
+    await call(False)
+    assert stamps[1] - stamps[0] >= 0.2
+    await call(True)
+    assert gate.interval == 0.4
+    await call(False)
+    assert stamps[3] - stamps[2] >= 0.15 + 0.4 - 0.01
+    assert gate.interval < 0.4
+
+
+async def test_aggregators_sharing_a_gate_never_overlap() -> None:
+    gate = IntervalGate(0.1)
+    in_call = 0
+    overlaps = 0
+
+    async def send(ids: Any) -> dict[str, str]:
+        nonlocal in_call, overlaps
+        in_call += 1
+        overlaps += in_call > 1
+        await asyncio.sleep(0.02)
+        in_call -= 1
+        return {i: f"r-{i}" for i in ids}
+
+    a = Aggregator(send, window=0.01, max_ids=3, gate=gate)
+    b = Aggregator(send, window=0.01, max_ids=3, gate=gate)
+    results = await asyncio.gather(*(agg.submit(str(i)) for i in range(8)
+                                     for agg in (a, b)))
+    assert results == [f"r-{i}" for i in range(8) for _ in (a, b)]
+    assert overlaps == 0
+    assert a.calls + b.calls >= 6  # at most 3 ids per call
+
+
+async def test_adaptive_limit_halves_on_throttling_and_grows_back() -> None:
+    limit = AdaptiveLimit(start=8, floor=1, ceiling=10, cooldown=0)
+    limit.record(throttled=True)
+    assert limit.limit == 4
+    limit.record(throttled=True)
+    assert limit.limit == 2
+    for _ in range(40):
+        limit.record(throttled=False)
+    assert 8 <= limit.limit <= 10
+
+
+async def test_limited_exchange_caps_concurrency_and_reads_throttling() -> None:
+    class Stats:
+        throttled = 0
+
+    class Fake:
+        stats = Stats()
+        peak = 0
+        now = 0
+        read_only = False
+
+        async def invoke(self, cmdlet: str) -> str:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            await asyncio.sleep(0.01)
+            if cmdlet == "throttled":
+                self.stats.throttled += 1
+            self.now -= 1
+            return cmdlet
+
+    fake = Fake()
+    limit = AdaptiveLimit(start=3, ceiling=3, cooldown=0)
+    ex = LimitedExchange(fake, limit)
+    assert ex.read_only is False  # everything else passes through
+    await asyncio.gather(*(ex.invoke("Get-Mailbox") for _ in range(12)))
+    assert fake.peak <= 3
+    await ex.invoke("throttled")
+    assert limit.limit < 3
+
+
+async def test_bulk_risk_reads_match_single_reads(graph: Any, emulator: Any) -> None:
+    risky_ids = list(emulator.tenant.risky_users)[:3]
+    ids = [*risky_ids, "00000000-0000-4000-8000-000000000000"]
+    records = await identity_protection.risky_users_by_id(graph, ids)
+    assert set(records) == set(risky_ids)
+    for uid in risky_ids:
+        assert records[uid]["id"] == (await identity_protection.get_risky_user(graph, uid))["id"]
+    detections = await identity_protection.detections_by_user(graph, ids)
+    assert set(detections) == set(ids)
+    assert detections[ids[-1]] == []
+    calls = [e for e in emulator.requests() if "riskyUsers" in e["path"]
+             or "riskDetections" in e["path"]]
+    assert sum(1 for e in calls if e["path"].endswith(("riskyUsers", "riskDetections"))) == 2
+
+
+async def test_bulk_read_halves_the_list_on_400(graph: Any, emulator: Any) -> None:
+    risky_ids = list(emulator.tenant.risky_users)[:2]
+    emulator.add_fault(method="GET", path_regex=r"/identityProtection/riskyUsers$",
+                       status=400, count=1)
+    records = await identity_protection.risky_users_by_id(graph, risky_ids)
+    assert set(records) == set(risky_ids)
+    reads = [e for e in emulator.requests() if e["path"].endswith("/riskyUsers")]
+    assert [e["status"] for e in reads] == [400, 200, 200]
+
+
+async def test_revoke_follows_the_password_without_waiting_for_evidence(
+        settings: Any, emulator: Any) -> None:
+    from functions import runtime
+    from shared.models import RemediationRequest
+    from shared.playbook.runner import run_request
+    from tests.playbook.conftest import build_services
+
+    services = build_services(settings)
+    runtime.use_services(services)
+    try:
+        emulator.add_fault(method="GET", path_regex=r"/riskDetections$", status=200,
+                           body={"value": []}, delay_ms=1500, count=1)
+        request = RemediationRequest.model_validate({"user": MEGAN, "requestId": "dag-1",
+                                                     "riskLevel": "high"})
+        outcome = await run_request(services, request)
+        assert outcome.run.state in ("finished", "failed")
+        log = emulator.requests()
+        revoke = next(e["t"] for e in log if e["path"].endswith("/revokeSignInSessions"))
+        slow = next(e["t"] for e in log if e["path"].endswith("/riskDetections"))
+        assert revoke < slow + 1.0, "revoke waited for the slow evidence read"
+    finally:
+        runtime.use_services(None)
+        await services.close()
