@@ -21,20 +21,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
 )
-from azure.data.tables import UpdateMode
 
 from shared.alerts._common import parse_time_opt
 from shared.alerts.errors import AlertError, Ignored
@@ -44,6 +38,7 @@ from shared.errors import ResponderError
 from shared.graph.client import GraphClient, create_graph_client
 from shared.graph.identity_protection import PERM_DETECTIONS_READ, detections_since
 from shared.intake import IntakeOutcome, intake_result, record
+from shared.lease import Lease as SharedLease
 from shared.permissions import declare
 from shared.services import Services
 
@@ -150,60 +145,11 @@ class PollResult:
         }
 
 
-class Lease:
-    """A lease row with an expiry, taken and renewed with ETag-conditional writes."""
+class Lease(SharedLease):
+    """The poller's lease row (one poller at a time per tenant)."""
 
     def __init__(self, services: Services, seconds: float) -> None:
-        self.services = services
-        self.seconds = seconds
-        self.owner = uuid.uuid4().hex
-        self.etag: str | None = None
-
-    def _entity(self) -> dict[str, Any]:
-        now = datetime.now(UTC)
-        return {"PartitionKey": POLLER_PARTITION, "RowKey": LOCK_ROW, "owner": self.owner,
-                "takenAt": now, "expiresAt": now + timedelta(seconds=self.seconds)}
-
-    async def acquire(self) -> bool:
-        """True when this run now holds the lease."""
-        table = self.services.journal.table
-        try:
-            meta = await table.create_entity(self._entity())
-        except ResourceExistsError:
-            try:
-                row = await table.get_entity(POLLER_PARTITION, LOCK_ROW)
-            except ResourceNotFoundError:
-                return False  # released meanwhile: the next tick takes it
-            expires = row.get("expiresAt")
-            if isinstance(expires, datetime) and expires > datetime.now(UTC):
-                return False
-            try:
-                meta = await table.update_entity(
-                    self._entity(), mode=UpdateMode.REPLACE, etag=row.metadata.get("etag"),
-                    match_condition=MatchConditions.IfNotModified)
-            except (ResourceModifiedError, ResourceNotFoundError):
-                return False
-        self.etag = meta.get("etag")
-        return True
-
-    async def renew(self) -> bool:
-        """Extend the lease; False when it was lost (another run took over an expired one)."""
-        try:
-            meta = await self.services.journal.table.update_entity(
-                self._entity(), mode=UpdateMode.REPLACE, etag=self.etag,
-                match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError):
-            return False
-        self.etag = meta.get("etag")
-        return True
-
-    async def release(self) -> None:
-        try:
-            await self.services.journal.table.delete_entity(
-                POLLER_PARTITION, LOCK_ROW, etag=self.etag,
-                match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError):
-            pass
+        super().__init__(services, POLLER_PARTITION, LOCK_ROW, seconds)
 
 
 class LeaseLost(ResponderError):

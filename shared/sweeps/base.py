@@ -15,15 +15,12 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
-
-from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
 
 from shared.errors import ResponderError
 from shared.journal import now
+from shared.lease import Lease
 
 if TYPE_CHECKING:
     from shared.exchange import ExchangeClient
@@ -228,52 +225,12 @@ async def save_checkpoint(services: Services, name: str, state: dict[str, Any]) 
 
 # the lease --------------------------------------------------------------------------------
 async def acquire_lease(services: Services, name: str, holder: str, seconds: float) -> bool:
-    """Take the sweep's lease unless another run holds an unexpired one (Table etags make
-    the take atomic across instances and the command line)."""
-    journal = services.journal
-    await journal.ensure()
-    table = journal.table
-    stamp = now()
-    entity = {"PartitionKey": LEASES, "RowKey": name, "holder": holder,
-              "takenAt": stamp, "expiresAt": stamp + timedelta(seconds=seconds)}
-    try:
-        await table.create_entity(entity)
-        return True
-    except ResourceExistsError:
-        pass
-    try:
-        current = await table.get_entity(LEASES, name)
-    except ResourceNotFoundError:
-        try:
-            await table.create_entity(entity)
-            return True
-        except ResourceExistsError:
-            return False
-    expires = current.get("expiresAt")
-    if isinstance(expires, datetime) and expires > stamp:
-        return False
-    try:
-        await table.update_entity(entity, mode=UpdateMode.REPLACE,
-                                  etag=current.metadata["etag"],
-                                  match_condition=MatchConditions.IfNotModified)
-    except (HttpResponseError, ResourceNotFoundError):
-        return False  # someone else took it first
-    return True
+    """Take the sweep's lease unless another run holds an unexpired one."""
+    return await Lease(services, LEASES, name, seconds, owner=holder).acquire()
 
 
 async def release_lease(services: Services, name: str, holder: str) -> None:
-    table = services.journal.table
-    try:
-        current = await table.get_entity(LEASES, name)
-    except ResourceNotFoundError:
-        return
-    if current.get("holder") != holder:
-        return
-    try:
-        await table.delete_entity(LEASES, name, etag=current.metadata["etag"],
-                                  match_condition=MatchConditions.IfNotModified)
-    except (HttpResponseError, ResourceNotFoundError):
-        pass
+    await Lease(services, LEASES, name, 0, owner=holder).release()
 
 
 # the entry point ---------------------------------------------------------------------------
