@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from devtools.azurite import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -77,13 +79,7 @@ class EmulatorProcess:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         if self.process.stdout is not None:
             self.process.stdout.close()
         self.process = None
