@@ -34,9 +34,9 @@ from bench.scenario import (
 async def contain_one(graph: Any, exchange: Any, user_key: str, policy: dict[str, Any],
                       detected_at: datetime) -> None:
     """Full containment of one user, sequentially, as a per-user script does it."""
-    from shared import exchange as exo
-    from shared.graph import auth_methods, directory, identity_protection, mail
     from shared.playbook.steps.account import generate_password
+    from shared.tenant import exchange as exo
+    from shared.tenant.graph import auth_methods, directory, identity_protection, mail
 
     user = await directory.resolve_user(graph, user_key)
     await directory.check_member_groups(graph, user.id, list(policy["exclusions"]["groups"]))
@@ -82,10 +82,10 @@ async def contain_one(graph: Any, exchange: Any, user_key: str, policy: dict[str
 
 async def run_baseline(n_tenant: int, sample: int, *, storage: str) -> dict[str, Any]:
     """Contain `sample` users one after another in a tenant like the storm's."""
-    from shared.credentials import StaticTokenCredential
-    from shared.exchange import ExchangeClient
-    from shared.graph.client import create_graph_client
     from shared.settings import Settings
+    from shared.tenant.credentials import StaticTokenCredential
+    from shared.tenant.exchange import ExchangeClient
+    from shared.tenant.graph.client import create_graph_client
 
     detected_at = datetime.now(UTC) - timedelta(minutes=2)
     tenant = storm_tenant(n_tenant, detected_at=detected_at)

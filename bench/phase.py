@@ -58,10 +58,10 @@ async def run_storm(n: int, *, instances: int, storage: str, tag: str,
     import function_app
     from devtools.localhost import app_functions
     from functions import runtime
-    from shared.credentials import StaticTokenCredential
-    from shared.policy_model import parse_policy
+    from shared.policy import parse_policy
     from shared.services import Services
     from shared.settings import Settings
+    from shared.tenant.credentials import StaticTokenCredential
 
     detected_at = datetime.now(UTC) - timedelta(minutes=2)
     tenant = storm_tenant(n, detected_at=detected_at)

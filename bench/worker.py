@@ -26,10 +26,10 @@ async def serve(status: Path, stop: Path) -> None:
     from bench.scenario import TOKEN, storm_policy
     from devtools.localhost import LocalHost
     from functions import runtime
-    from shared.credentials import StaticTokenCredential
-    from shared.policy_model import parse_policy
+    from shared.policy import parse_policy
     from shared.services import Services
     from shared.settings import Settings
+    from shared.tenant.credentials import StaticTokenCredential
 
     settings = Settings.from_env()
     svc = Services.create(settings, credential=StaticTokenCredential(TOKEN),

@@ -88,11 +88,11 @@ async def run_demo(user: str, dry_run: bool, as_json: bool, posture: bool = True
     from devtools.emulator import EmulatorServer, load_tenant
     from devtools.localhost import LocalHost
     from functions import runtime
-    from shared.credentials import StaticTokenCredential
     from shared.models import RemediationRequest
-    from shared.report import json_text, text_table
+    from shared.playbook.report import json_text, text_table
     from shared.services import Services
     from shared.settings import Settings
+    from shared.tenant.credentials import StaticTokenCredential
 
     token = secrets.token_urlsafe(24)  # a fresh local token; the emulator accepts only it
     started = time.monotonic()

@@ -24,7 +24,7 @@ from typing import Any
 import azure.functions as func
 from azure.functions.queue import QueueMessage
 
-from shared.storage import Storage, poison_queue_name
+from shared.state.storage import Storage, poison_queue_name
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("responder.localhost")

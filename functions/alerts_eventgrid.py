@@ -13,8 +13,8 @@ from typing import Any
 import azure.functions as func
 
 from functions.runtime import services
-from shared.alerts import AlertError
-from shared.intake import IntakeOutcome, intake_payload, record
+from shared.intake.pipeline import IntakeOutcome, intake_payload, record
+from shared.intake.sources import AlertError
 from shared.services import Services
 
 bp = func.Blueprint()

@@ -18,14 +18,14 @@ from typing import Any
 import azure.functions as func
 
 from functions.runtime import services
-from shared.alerts import (
+from shared.intake.pipeline import intake_payload, record
+from shared.intake.sources import (
     AlertError,
     PayloadTooLarge,
     UnknownShape,
     is_eventgrid_validation,
     notification_client_states,
 )
-from shared.intake import intake_payload, record
 from shared.services import Services
 
 bp = func.Blueprint()

@@ -1,4 +1,4 @@
-"""Approve/deny endpoint for privileged users' waiting steps (shared.approvals).
+"""Approve/deny endpoint for privileged users' waiting steps (shared.safety.approvals).
 
 Anonymous on purpose: the signed, expiring, single-use token in the link IS the credential
 (a function key in the link would be a second, long-lived secret in every mail). GET only
@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 import azure.functions as func
 
 from functions.runtime import services
-from shared import approvals
+from shared.safety import approvals
 
 bp = func.Blueprint()
 log = logging.getLogger("responder.functions.approvals")

@@ -7,7 +7,7 @@ import logging
 import azure.functions as func
 
 from functions.runtime import services
-from shared.approvals import escalate_expired
+from shared.safety.approvals import escalate_expired
 
 bp = func.Blueprint()
 log = logging.getLogger("responder.functions.approvals_timer")

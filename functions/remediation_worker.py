@@ -7,7 +7,7 @@ import logging
 import azure.functions as func
 
 from functions.runtime import services
-from shared.worker import handle_message
+from shared.playbook.worker import handle_message
 
 bp = func.Blueprint()
 log = logging.getLogger("responder.functions.worker")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.runtime import services
-from shared import reports
+from shared.playbook import reports
 
 bp = func.Blueprint()
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",

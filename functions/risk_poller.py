@@ -12,7 +12,7 @@ import logging
 import azure.functions as func
 
 from functions.runtime import services
-from shared.alerts.poller import PollResult, poll_once
+from shared.intake.poller import PollResult, poll_once
 
 bp = func.Blueprint()
 log = logging.getLogger("responder.functions.risk_poller")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from shared.playbook.catalogue import check_policy
 from shared.services import Services
 from shared.settings import Settings
 
@@ -26,5 +27,7 @@ async def services() -> Services:
         return _injected
     async with _lock:
         if _built is None:
-            _built = Services.create(Settings.from_env())
+            built = Services.create(Settings.from_env())
+            check_policy(built.policy)  # a playbook naming an unknown step stops the start
+            _built = built
     return _built

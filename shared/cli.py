@@ -14,12 +14,12 @@ import sys
 from collections.abc import Sequence
 
 from shared.errors import ResponderError
-from shared.journal import safe_key
 from shared.logs import configure_logging
 from shared.models import RemediationRequest
-from shared.report import json_text, text_table
+from shared.playbook.report import json_text, text_table
 from shared.services import Services
 from shared.settings import Settings, SettingsError
+from shared.state.journal import safe_key
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _remediate(args: argparse.Namespace, services: Services) -> int:
     from shared.playbook.runner import run_request
-    from shared.worker import parse_request
+    from shared.playbook.worker import parse_request
 
     fields = {
         "user": args.user, "playbook": args.playbook,
@@ -84,7 +84,7 @@ async def _remediate(args: argparse.Namespace, services: Services) -> int:
 
 async def _report(args: argparse.Namespace, services: Services) -> int:
     if args.format != "text" or args.json:
-        from shared import reports
+        from shared.playbook import reports
 
         report = await reports.load(services, args.run_id)
         if report is None:
@@ -96,7 +96,7 @@ async def _report(args: argparse.Namespace, services: Services) -> int:
 
 
 async def _release(args: argparse.Namespace, services: Services) -> int:
-    from shared.release import release_run
+    from shared.playbook.release import release_run
 
     request = RemediationRequest.model_validate({
         "user": "release", "action": "release", "runId": args.run_id,
@@ -145,8 +145,8 @@ async def _posture(args: argparse.Namespace, services: Services) -> int:
 
 
 async def _replay(args: argparse.Namespace, services: Services) -> int:
-    from shared.alerts import AlertError
-    from shared.intake import intake_payload, load_payload_file, outcome_json, outcome_text
+    from shared.intake.pipeline import intake_payload, load_payload_file, outcome_json, outcome_text
+    from shared.intake.sources import AlertError
 
     try:
         payload = load_payload_file(args.file)

@@ -105,3 +105,12 @@ def error_for_status(status: int) -> type[ServiceError]:
     if status >= 500:
         return Unavailable
     return BadRequest
+
+
+class AlertError(ValueError):
+    """Outside input (an alert payload, one item of it, or a timestamp in it) cannot become
+    a risk signal. Intake's normalisers raise its subclasses (shared.intake.sources.errors)."""
+
+
+class InvalidTimestamp(AlertError):
+    """A timestamp is in none of the formats the sources are known to send."""

@@ -23,9 +23,9 @@ RiskLevel = Literal["none", "low", "medium", "high", "hidden"]
 class RiskSignal(BaseModel):
     """One risk observation about one cloud user, whatever source it came from.
 
-    Normalisers in `shared.alerts` produce these; `shared.policy.decide` turns them into
-    remediation requests. `user_id` is the Entra object id when the payload carries it;
-    `upn` is kept when known. At least one of them is set.
+    Normalisers in `shared.intake.sources` produce these; `shared.intake.decision.decide`
+    turns them into remediation requests. `user_id` is the Entra object id when the payload
+    carries it; `upn` is kept when known. At least one of them is set.
     """
 
     model_config = ConfigDict(frozen=True)

@@ -40,12 +40,12 @@ _CATALOGUE = _Catalogue()
 
 COMPONENT_MODULES: tuple[str, ...] = (
     "shared.playbook.steps",
-    "shared.alerts.poller",
+    "shared.intake.poller",
     "shared.sweeps",
-    "shared.notify",
-    "shared.approvals",
-    "shared.release",
-    "shared.exclusions",
+    "shared.safety.notify",
+    "shared.safety.approvals",
+    "shared.playbook.release",
+    "shared.safety.exclusions",
 )
 """Modules that declare requirements; importing them fills the catalogue.
 

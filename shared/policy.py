@@ -1,127 +1,263 @@
-"""The decision: one risk signal -> a remediation request, or a refusal that says why.
-
-Pure (no I/O, no clock): the intake path, the CLI replay and the tests all call the same
-function, so "why did (or didn't) this alert start a run?" has one answer. Group-based
-exclusions need a Graph lookup and live in `shared.intake`; deduplication needs storage and
-lives in `shared.dedupe`.
-
-Risk levels:
-- `low` / `medium` / `high` map to a playbook through `policy.risk_level_playbooks`.
-- `hidden` means Identity Protection withheld the level (no Entra ID P2 licence) or the
-  source gives no level (a user change notification, an unknown severity). The detection is
-  still real, so it is treated as `HIDDEN_LEVEL` (medium: contain sessions and mail abuse,
-  but do not reset a password on an unknown level). A later `high` signal upgrades it.
-- `none` means there is no risk (remediated or dismissed): nothing to do.
-
-Never a run: excluded accounts (policy `exclusions.users`), admin-initiated risk changes
-(`adminConfirmedUserCompromised` and friends are caused by this responder itself), and
-detections already remediated, dismissed or confirmed safe.
-"""
+"""The policy file (`policy.json` by default): which playbook for which risk, who is never
+touched, and the knobs of each step. Validated at start; errors name the field."""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from typing import Any, Literal
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Literal
 
-from shared.models import RemediationRequest, RiskSignal
-from shared.policy_model import Policy
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-ActionableLevel = Literal["low", "medium", "high"]
+from shared.errors import PolicyError
 
-HIDDEN_LEVEL: ActionableLevel = "medium"
-"""What a `hidden` risk level is treated as (documented in docs/intake.md)."""
+FULL_CONTAINMENT = (
+    "collect_evidence", "reset_password", "revoke_sessions", "confirm_compromised",
+    "require_mfa", "remove_suspicious_auth_methods", "disable_malicious_inbox_rules",
+    "clear_mailbox_forwarding", "enable_mailbox_audit", "request_unblock", "notify",
+)
+STANDARD = (
+    "collect_evidence", "revoke_sessions", "require_mfa", "disable_malicious_inbox_rules",
+    "enable_mailbox_audit", "notify",
+)
+NOTIFY_ONLY = ("collect_evidence", "notify")
 
-LEVEL_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3}
-"""Order of actionable levels: a higher rank upgrades a pending request."""
-
-REQUESTED_BY = "intake"
-
-_SETTLED_STATES = frozenset({"remediated", "dismissed", "confirmedsafe"})
-
-RefusalCode = Literal["excluded", "admin_initiated", "no_risk", "settled", "unknown_playbook"]
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a signal starts no run. `code` is stable (reports group by it)."""
-
-    code: RefusalCode
-    reason: str
-    signal: RiskSignal
-
-    @property
-    def user(self) -> str:
-        return self.signal.user_id or self.signal.upn or ""
-
-
-def effective_level(signal: RiskSignal, hidden_level: ActionableLevel = HIDDEN_LEVEL) -> str:
-    """The level a signal is acted on at: `hidden` becomes `hidden_level`; others unchanged."""
-    return hidden_level if signal.risk_level == "hidden" else signal.risk_level
-
-
-def _risk_state(raw: dict[str, Any]) -> str:
-    """riskState from a Graph object or a diagnostic record's properties (any case)."""
-    for holder in (raw, raw.get("properties") if isinstance(raw.get("properties"), dict) else {}):
-        for key, value in holder.items():
-            if isinstance(key, str) and key.lower() == "riskstate" and isinstance(value, str):
-                return "".join(ch for ch in value.lower() if ch.isalnum())
-    return ""
+DEFAULT_KEYWORDS = (
+    "invoice", "payment", "wire", "transfer", "password", "bank", "remittance", "urgent",
+    "credentials", "docusign", "payroll", "ach", "swift", "iban",
+)
+# Global Administrator, Privileged Role Administrator, Privileged Authentication
+# Administrator, User Administrator, Exchange Administrator, Security Administrator,
+# Application Administrator, Cloud Application Administrator, Authentication Administrator,
+# Helpdesk Administrator, Conditional Access Administrator, SharePoint Administrator,
+# Billing Administrator, Intune Administrator, Hybrid Identity Administrator.
+DEFAULT_PRIVILEGED_ROLES = (
+    "62e90394-69f5-4237-9190-012177145e10", "e8611ab8-c189-46e8-94e1-60213ab1f814",
+    "7be44c8a-adaf-4e2a-84d6-ab2649e08a13", "fe930be7-5e62-47db-91af-98c3a49a38b1",
+    "29232cdf-9323-42fd-ade2-1d097af3e4de", "194ae4cb-b126-40b2-bd5b-6091b380977d",
+    "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3", "158c047a-c907-4556-b7ef-446551a6b5f7",
+    "c4e39bd9-1100-46d3-8c65-fb160da0071f", "729827e3-9c14-49f7-bb1b-9608f156bbb8",
+    "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9", "f28a1f50-f6e7-4571-818b-6a12f2af6b6c",
+    "b0f54661-2d74-4c50-afa3-1ec803f12efe", "3a2c62db-5318-420d-8d74-23affee5d9d5",
+    "8ac3fc64-6eca-42ea-9e69-59f4c7b60eb2",
+)
 
 
-def request_id_for(user_key: str, level: str, basis: str) -> str:
-    """A deterministic request id: the same user, level and basis give the same id."""
-    digest = hashlib.sha256(f"{user_key.lower()}|{level}|{basis}".encode()).hexdigest()
-    return f"alert-{digest[:40]}"
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
-def decide(
-    signal: RiskSignal,
-    policy: Policy,
-    *,
-    route: str | None = None,
-    hidden_level: ActionableLevel = HIDDEN_LEVEL,
-) -> RemediationRequest | Refusal:
-    """The request this signal should start, or a `Refusal` saying why not.
+class Exclusions(_Strict):
+    """Break-glass and other accounts the responder never touches."""
 
-    The request's `requestId` is derived from the user, the level and the detection (or its
-    time); `shared.dedupe` replaces it with a per-window id when it accepts the request.
-    """
-    if policy.excluded_user(signal.user_id, signal.upn):
-        return Refusal("excluded", "excluded account (policy exclusions.users): never touched",
-                       signal)
-    if signal.admin_initiated:
-        return Refusal(
-            "admin_initiated",
-            f"admin-initiated risk change ({signal.risk_event_type or 'admin action'}): "
-            "caused by an administrator or by this responder, never starts a run",
-            signal,
+    users: tuple[str, ...] = ()
+    """Object ids or UPNs (compared case-insensitively)."""
+    groups: tuple[str, ...] = ()
+    """Group object ids: members (transitively) are never touched."""
+
+
+class MfaPolicy(_Strict):
+    conditional_access_group_id: str | None = Field(None, alias="conditionalAccessGroupId")
+    """A group that a Conditional Access policy requires MFA (or blocks) for."""
+    per_user_mfa: bool = Field(True, alias="perUserMfa")
+    """Set per-user MFA to `enforced` (beta API)."""
+
+
+class AuthMethodsPolicy(_Strict):
+    window_days: float = Field(7, alias="windowDays", ge=0, le=365)
+    """Methods registered this long before the detection, or after it, are removed."""
+
+
+class InboxRulesPolicy(_Strict):
+    keywords: tuple[str, ...] = DEFAULT_KEYWORDS
+    internal_domains: tuple[str, ...] = Field((), alias="internalDomains")
+    """Extra domains counted as internal, besides the tenant's verified domains."""
+    include_hidden: bool = Field(True, alias="includeHidden")
+    """Also look for hidden rules through Exchange (Get-InboxRule -IncludeHidden)."""
+
+
+class UnblockPolicy(_Strict):
+    automatic: bool = False
+    """Release from restricted senders automatically once contained (else a pending request
+    for an administrator)."""
+
+
+class NotifyPolicy(_Strict):
+    soc_mailbox: str | None = Field(None, alias="socMailbox")
+    sender: str | None = None
+    """The mailbox the summary is sent from (Mail.Send; scope it with an application access
+    policy to this one mailbox)."""
+    teams_webhook_url: str | None = Field(None, alias="teamsWebhookUrl")
+    webhook_url: str | None = Field(None, alias="webhookUrl")
+    webhook_secret_setting: str = Field("RESPONDER_WEBHOOK_SECRET", alias="webhookSecretSetting")
+
+    @field_validator("webhook_secret_setting")
+    @classmethod
+    def _own_secret(cls, value: str) -> str:
+        """The webhook receiver learns this secret: it must never be another secret of the
+        app (the approval key or the static token would let it forge approvals)."""
+        forbidden = {"RESPONDER_APPROVAL_SECRET", "RESPONDER_STATIC_TOKEN",
+                     "RESPONDER_WEBHOOK_SHARED_SECRET", "RESPONDER_GRAPH_CLIENT_STATE"}
+        if not value.startswith("RESPONDER_") or value in forbidden:
+            raise ValueError("webhookSecretSetting must name a RESPONDER_* setting of its own, "
+                             f"not {sorted(forbidden)}")
+        return value
+
+
+class PrivilegedPolicy(_Strict):
+    role_template_ids: tuple[str, ...] = Field(DEFAULT_PRIVILEGED_ROLES, alias="roleTemplateIds")
+    require_approval: bool = Field(True, alias="requireApproval")
+    always_safe_steps: tuple[str, ...] = Field(
+        ("collect_evidence", "revoke_sessions", "confirm_compromised",
+         "disable_malicious_inbox_rules", "clear_mailbox_forwarding", "enable_mailbox_audit",
+         "notify"),
+        alias="alwaysSafeSteps",
+    )
+    approval_hours: float = Field(4, alias="approvalHours", gt=0, le=168)
+
+
+Fix = Literal["fix", "report"]
+Enqueue = Literal["enqueue", "report"]
+
+
+class AuditSweepPolicy(_Strict):
+    """What the mailbox audit sweep changes (`fix`) or only reports (`report`)."""
+
+    mailboxes: Fix = "fix"
+    """Mailboxes with AuditEnabled false: turning auditing on is the safe state."""
+    bypass: Fix = "fix"
+    """Accounts with an audit bypass association (their activity is not logged)."""
+    organization: Fix = "report"
+    """The organisation-wide switch (AuditDisabled): reported unless set to `fix`."""
+
+
+class RiskyUsersSweepPolicy(_Strict):
+    levels: tuple[Literal["low", "medium", "high"], ...] = ("high",)
+    """Risk levels swept (users still `atRisk`); add `medium` to sweep those too."""
+    mode: Enqueue = "enqueue"
+
+
+class RestrictedSendersSweepPolicy(_Strict):
+    mode: Enqueue = "enqueue"
+    """Blocked senders with no run: a remediation request, or a line in the report.
+    Release of contained ones follows `unblock.automatic`."""
+
+
+class StalledRunsSweepPolicy(_Strict):
+    after_minutes: float = Field(60, alias="afterMinutes", ge=5, le=7 * 24 * 60)
+    """A run still `running` and not updated for this long is stalled."""
+    mode: Literal["resume", "report"] = "resume"
+
+
+class ForwardingSweepPolicy(_Strict):
+    enabled: bool = False
+    """Opt-in (or app setting RESPONDER_SWEEP_FORWARDING_ENABLED=true)."""
+    mode: Enqueue = "report"
+    mailboxes_per_run: int = Field(100, alias="mailboxesPerRun", ge=1, le=5000)
+    """Mailboxes whose rules are read per run; the sweep rotates through the tenant."""
+    risk_level: Literal["low", "medium", "high"] = Field("high", alias="riskLevel")
+
+
+class SecureScoreSweepPolicy(_Strict):
+    days: int = Field(7, ge=2, le=90)
+    """Days of Secure Score history read for the trend."""
+
+
+class SweepsPolicy(_Strict):
+    """The timer sweeps (docs/sweeps.md). Defaults change only what is safe to change."""
+
+    recent_run_hours: float = Field(24, alias="recentRunHours", ge=0, le=30 * 24)
+    """Users with a run finished (or still going) in this window are not queued again."""
+    max_items_per_run: int = Field(500, alias="maxItemsPerRun", ge=1, le=100_000)
+    max_seconds_per_run: float = Field(480, alias="maxSecondsPerRun", ge=5, le=3600)
+    audit: AuditSweepPolicy = AuditSweepPolicy()
+    risky_users: RiskyUsersSweepPolicy = Field(RiskyUsersSweepPolicy(), alias="riskyUsers")
+    restricted_senders: RestrictedSendersSweepPolicy = Field(
+        RestrictedSendersSweepPolicy(), alias="restrictedSenders")
+    stalled_runs: StalledRunsSweepPolicy = Field(StalledRunsSweepPolicy(), alias="stalledRuns")
+    forwarding: ForwardingSweepPolicy = ForwardingSweepPolicy()
+    secure_score: SecureScoreSweepPolicy = Field(SecureScoreSweepPolicy(), alias="secureScore")
+
+
+class Policy(_Strict):
+    """The whole policy file."""
+
+    playbooks: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: {
+            "full-containment": FULL_CONTAINMENT,
+            "standard": STANDARD,
+            "notify-only": NOTIFY_ONLY,
+        }
+    )
+    risk_level_playbooks: dict[Literal["low", "medium", "high"], str] = Field(
+        default_factory=lambda: {"high": "full-containment", "medium": "standard",
+                                 "low": "notify-only"},
+        alias="riskLevelPlaybooks",
+    )
+    default_risk_level: Literal["low", "medium", "high"] = Field("high", alias="defaultRiskLevel")
+    exclusions: Exclusions = Exclusions()
+    mfa: MfaPolicy = MfaPolicy()
+    auth_methods: AuthMethodsPolicy = Field(AuthMethodsPolicy(), alias="authMethods")
+    inbox_rules: InboxRulesPolicy = Field(InboxRulesPolicy(), alias="inboxRules")
+    unblock: UnblockPolicy = UnblockPolicy()
+    notify: NotifyPolicy = NotifyPolicy()
+    privileged: PrivilegedPolicy = PrivilegedPolicy()
+    sweeps: SweepsPolicy = SweepsPolicy()
+    dedupe_minutes: float = Field(60, alias="dedupeMinutes", ge=0, le=7 * 24 * 60)
+    """Signals for a user with a run in this window start no new run."""
+
+    @field_validator("playbooks")
+    @classmethod
+    def _no_empty_playbook(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        # Step names are checked against the registry by shared.playbook.catalogue
+        # (check_policy) when the services are built: the policy knows no steps.
+        for name, steps in value.items():
+            if not steps:
+                raise ValueError(f"playbook {name!r} has no steps")
+        return value
+
+    @model_validator(mode="after")
+    def _levels_point_at_playbooks(self) -> Policy:
+        for level, playbook in self.risk_level_playbooks.items():
+            if playbook not in self.playbooks:
+                raise ValueError(f"riskLevelPlaybooks.{level} names unknown playbook {playbook!r}")
+        return self
+
+    def excluded_user(self, *identifiers: str | None) -> bool:
+        """True when any identifier (object id, UPN, mail) is in the excluded users."""
+        listed = {u.lower() for u in self.exclusions.users}
+        return any(i and i.lower() in listed for i in identifiers)
+
+
+def load_policy(path: str | Path | None) -> Policy:
+    """Read and validate the policy file; a missing default file gives the default policy."""
+    if path is None:
+        return Policy()
+    p = Path(path)
+    if not p.exists():
+        if str(path) == "policy.json" and not os.environ.get("WEBSITE_HOSTNAME"):
+            logging.getLogger("responder.policy").warning(
+                "policy.json not found: using the default policy, which excludes NO accounts "
+                "(add your break-glass accounts to a policy file)")
+            return Policy()
+        # In Azure a missing policy file is an error: it would silently mean "no
+        # break-glass exclusions".
+        raise PolicyError(f"RESPONDER_POLICY points at {str(p)!r}, which does not exist")
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PolicyError(f"policy file {str(p)!r} is not valid JSON: {exc}") from exc
+    return parse_policy(raw, origin=str(p))
+
+
+def parse_policy(raw: object, origin: str = "policy") -> Policy:
+    try:
+        return Policy.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors()
         )
-    if signal.risk_level == "none":
-        return Refusal("no_risk", "risk level is none: nothing to remediate", signal)
-    state = _risk_state(signal.raw)
-    if state in _SETTLED_STATES:
-        return Refusal("settled", f"detection is already {state}: nothing to remediate", signal)
-    level = effective_level(signal, hidden_level)
-    playbook = policy.risk_level_playbooks.get(level)  # type: ignore[call-overload]
-    if playbook is None:
-        return Refusal("unknown_playbook", f"no playbook for risk level {level!r} in the policy",
-                       signal)
-    user = signal.user_id or signal.upn or ""
-    what = signal.risk_event_type or "risk"
-    shown_level = level if level == signal.risk_level else f"{signal.risk_level} as {level}"
-    via = f" via {route}" if route else ""
-    reason = f"{what} ({shown_level}) from {signal.source}{via}"
-    if signal.detection_id:
-        reason += f", detection {signal.detection_id}"
-    basis = signal.detection_id or (signal.detected_at.isoformat() if signal.detected_at else "")
-    return RemediationRequest.model_validate({
-        "user": user,
-        "requestId": request_id_for(signal.user_key, level, basis),
-        "playbook": playbook,
-        "riskLevel": level,
-        "reason": reason[:4000],
-        "requestedBy": REQUESTED_BY,
-        "source": signal.source[:200],
-        "detectedAt": signal.detected_at,
-    })
+        raise PolicyError(f"{origin} is invalid: {problems}") from exc

@@ -14,16 +14,16 @@ from typing import Any
 
 import httpx
 
-from shared.credentials import AsyncTokenCredential, build_credential
-from shared.exchange import ExchangeClient
-from shared.graph.client import GraphClient, create_graph_client
-from shared.graph.directory import add_group_members
-from shared.graph.identity_protection import confirm_compromised
-from shared.journal import Journal
-from shared.playbook.aggregate import Aggregator
-from shared.policy_model import Policy, load_policy
+from shared.policy import Policy, load_policy
 from shared.settings import Settings
-from shared.storage import Storage, create_storage
+from shared.state.journal import Journal
+from shared.state.storage import Storage, create_storage
+from shared.tenant.credentials import AsyncTokenCredential, build_credential
+from shared.tenant.exchange import ExchangeClient
+from shared.tenant.graph.client import GraphClient, create_graph_client
+from shared.tenant.graph.directory import add_group_members
+from shared.tenant.graph.identity_protection import confirm_compromised
+from shared.tenant.pacing import Aggregator
 
 
 @dataclass

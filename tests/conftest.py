@@ -75,8 +75,8 @@ def settings(azurite: Azurite, emulator: Any) -> Settings:
 
 @pytest.fixture
 async def graph(settings: Settings) -> AsyncIterator[Any]:
-    from shared.credentials import StaticTokenCredential
-    from shared.graph.client import create_graph_client
+    from shared.tenant.credentials import StaticTokenCredential
+    from shared.tenant.graph.client import create_graph_client
 
     client = create_graph_client(settings, StaticTokenCredential(TOKEN))
     yield client

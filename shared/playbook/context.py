@@ -12,18 +12,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from shared import exchange as exo
-from shared.graph import auth_methods, directory, identity_protection, mail
 from shared.models import RemediationRequest, StepResult, StepStatus
-from shared.playbook.aggregate import AdaptiveLimit, Aggregator, LimitedExchange
+from shared.tenant import exchange as exo
+from shared.tenant.graph import auth_methods, directory, identity_protection, mail
+from shared.tenant.pacing import AdaptiveLimit, Aggregator, LimitedExchange
 
 if TYPE_CHECKING:
-    from shared.exchange import ExchangeClient
-    from shared.graph.client import GraphClient
-    from shared.graph.directory import DirectoryUser
-    from shared.journal import Journal, RunRecord
-    from shared.policy_model import Policy
+    from shared.policy import Policy
     from shared.services import Services
+    from shared.state.journal import Journal, RunRecord
+    from shared.tenant.exchange import ExchangeClient
+    from shared.tenant.graph.client import GraphClient
+    from shared.tenant.graph.directory import DirectoryUser
 
 
 @dataclass

@@ -18,20 +18,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared import approvals, notify
 from shared.errors import NotFound, ResponderError, ServiceError, ValidationError
-from shared.exclusions import exclusion_reason
-from shared.graph import directory
-from shared.journal import RunRecord, now, safe_key
 from shared.logs import run_context
 from shared.models import FINISHED_STEP_STATES, RemediationRequest, StepResult, StepStatus
+from shared.playbook.catalogue import STEP_NAMES, check_policy
 from shared.playbook.context import StepContext
-from shared.playbook.registry import STEP_NAMES, get_step
+from shared.playbook.registry import get_step
+from shared.safety import approvals, notify
+from shared.safety.exclusions import exclusion_reason
 from shared.services import Services
+from shared.state.journal import RunRecord, now, safe_key
+from shared.state.lease import Lease
+from shared.tenant.graph import directory
 
 log = logging.getLogger("responder.runner")
 RUN_LEASE_SECONDS = 600
 """How long one delivery holds a run (the Functions timeout, host.json functionTimeout)."""
+RUN_LEASE_ROW = "lease"
+"""The run lease's row in the run's partition (beside the run record and its steps)."""
 TERMINAL_RUN_STATES = frozenset({"finished", "failed", "refused", "released", "poisoned"})
 
 
@@ -56,7 +60,7 @@ class RunOutcome:
 
 def choose_steps(request: RemediationRequest, services: Services) -> tuple[str, list[str]]:
     """The playbook name and its steps, with collect_evidence always first."""
-    policy = services.policy
+    policy = check_policy(services.policy)
     if request.actions:
         unknown = [a for a in request.actions if a not in STEP_NAMES]
         if unknown:
@@ -117,9 +121,11 @@ async def _run_request(services: Services, request: RemediationRequest, run_id: 
                                  "source": request.source, "reason": request.reason})
         else:
             run = await journal.get_run(run_id) or run
-    owner = f"{services.instance_id}:{uuid.uuid4().hex[:12]}"  # this delivery
+    # One delivery at a time acts on a run: the run's lease row, owned by this delivery.
+    lease = Lease(journal, run_id, RUN_LEASE_ROW, RUN_LEASE_SECONDS,
+                  owner=f"{services.instance_id}:{uuid.uuid4().hex[:12]}")
     try:
-        busy = await journal.claim_run(run_id, owner, RUN_LEASE_SECONDS)
+        busy = await lease.try_acquire()
         if busy:
             return await _defer(services, run, request, busy)
         return await _claimed_run(services, request, run, playbook, steps, dry, dequeue_count,
@@ -128,7 +134,7 @@ async def _run_request(services: Services, request: RemediationRequest, run_id: 
         # Also when the delivery is cancelled mid-claim (a host shutting down): a lease left
         # behind would hold the run's redelivery back for RUN_LEASE_SECONDS.
         try:
-            await asyncio.shield(journal.release_claim(run_id, owner))
+            await asyncio.shield(lease.release())
         except Exception as exc:  # the lease then lapses on its own
             log.warning("could not release the run lease: %s", type(exc).__name__)
 
@@ -184,10 +190,11 @@ async def _claimed_run(services: Services, request: RemediationRequest, run: Run
                       results=dict(done), planned_steps=tuple(steps))
     await journal.save_run(run)
 
-    # Approval gate (shared.approvals): a privileged user's disruptive steps wait; the
+    # Approval gate (shared.safety.approvals): a privileged user's disruptive steps wait; the
     # steps that need them to succeed, and the closing notify, wait with them.
     try:
-        gate = await approvals.gate(services, run, user, steps, done, dry)
+        disruptive = [s for s in steps if get_step(s).disruptive]
+        gate = await approvals.gate(services, run, user, disruptive, done, dry)
     except ServiceError as exc:  # only retryable errors reach here
         await _save_retry(services, run, exc, dequeue_count, max_dequeue_count)
         raise RetryableRunError(str(exc)) from exc

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import exchange as exo
 from shared.errors import NotFound
-from shared.graph import directory
-from shared.graph.directory import PERM_MEMBER_READ, PERM_USER_READ
 from shared.permissions import declare
 from shared.sweeps.base import Sweep, SweepContext, register
 from shared.sweeps.submit import excluded
+from shared.tenant import exchange as exo
+from shared.tenant.graph import directory
+from shared.tenant.graph.directory import PERM_MEMBER_READ, PERM_USER_READ
 
 AUDIT_OFF_FILTER = "AuditEnabled -eq $false"
 

@@ -19,26 +19,27 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from shared.errors import ResponderError
-from shared.journal import now
-from shared.lease import Lease
+from shared.state import partitions
+from shared.state.journal import now
+from shared.state.lease import Lease
 
 if TYPE_CHECKING:
-    from shared.exchange import ExchangeClient
-    from shared.graph.client import GraphClient
     from shared.services import Services
+    from shared.tenant.exchange import ExchangeClient
+    from shared.tenant.graph.client import GraphClient
 
 log = logging.getLogger("responder.sweeps")
 
-CHECKPOINTS = "sweep-checkpoints"
-LEASES = "sweep-leases"
-REPORTS = "sweep-reports"
+CHECKPOINTS = partitions.SWEEP_CHECKPOINTS
+LEASES = partitions.SWEEP_LEASES
+REPORTS = partitions.SWEEP_REPORTS
 LEASE_MARGIN_SECONDS = 120
 """A lease outlives the run's time limit by this much, so a crashed run frees it soon after."""
 
 
 def event_partition(name: str) -> str:
     """Journal partition holding a sweep's append-only events."""
-    return f"sweep-{name}"
+    return partitions.sweep_events(name)
 
 
 @dataclass
@@ -226,11 +227,11 @@ async def save_checkpoint(services: Services, name: str, state: dict[str, Any]) 
 # the lease --------------------------------------------------------------------------------
 async def acquire_lease(services: Services, name: str, holder: str, seconds: float) -> bool:
     """Take the sweep's lease unless another run holds an unexpired one."""
-    return await Lease(services, LEASES, name, seconds, owner=holder).acquire()
+    return await Lease(services.journal, LEASES, name, seconds, owner=holder).acquire()
 
 
 async def release_lease(services: Services, name: str, holder: str) -> None:
-    await Lease(services, LEASES, name, 0, owner=holder).release()
+    await Lease(services.journal, LEASES, name, 0, owner=holder).release()
 
 
 # the entry point ---------------------------------------------------------------------------
@@ -317,7 +318,7 @@ async def _announce(services: Services, sweep: Sweep, result: SweepResult) -> No
     if not lines:
         return
     try:
-        from shared.notify import sweep_findings
+        from shared.safety.notify import sweep_findings
 
         await sweep_findings(services, result.sweep, lines,
                              {"status": result.status, "complete": result.complete})

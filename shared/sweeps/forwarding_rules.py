@@ -14,14 +14,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from shared import exchange as exo
 from shared.errors import Forbidden, NotFound
-from shared.graph import directory
 from shared.models import RiskSignal
 from shared.permissions import declare
 from shared.playbook.rule_analysis import exchange_rule_reasons, external
 from shared.sweeps.base import Sweep, SweepContext, register, setting_true
 from shared.sweeps.submit import excluded, recent_run, record, submit_signals
+from shared.tenant import exchange as exo
+from shared.tenant.graph import directory
 
 SOURCE = "sweep.forwardingRules"
 

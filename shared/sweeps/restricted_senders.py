@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import exchange as exo
-from shared.alerts.timeparse import parse_time
 from shared.errors import NotFound
-from shared.graph import directory
-from shared.journal import now
 from shared.models import RiskSignal
 from shared.permissions import declare
 from shared.playbook.steps.followup import CONTAINMENT, PENDING_UNBLOCKS
+from shared.state.journal import now
 from shared.sweeps.base import Sweep, SweepContext, register
 from shared.sweeps.submit import ACTIVE_RUN_STATES, excluded, record, submit_signals
+from shared.tenant import exchange as exo
+from shared.tenant.graph import directory
+from shared.timestamps import parse_time
 
 SOURCE = "sweep.restrictedSenders"
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.alerts.timeparse import parse_time
-from shared.graph.directory import PERM_MEMBER_READ
-from shared.graph.identity_protection import PERM_RISKY_READ, list_risky_users
 from shared.models import RiskSignal
 from shared.permissions import declare
 from shared.sweeps.base import Sweep, SweepContext, register
 from shared.sweeps.submit import excluded, recent_run, record, submit_signals
+from shared.tenant.graph.directory import PERM_MEMBER_READ
+from shared.tenant.graph.identity_protection import PERM_RISKY_READ, list_risky_users
+from shared.timestamps import parse_time
 
 SOURCE = "sweep.riskyUsers"
 

@@ -23,13 +23,14 @@ import re
 from typing import Any
 
 from shared.errors import Forbidden
-from shared.graph.security import PERM_SECURITY_READ, control_profiles, secure_scores
-from shared.journal import now
 from shared.permissions import declare
+from shared.state import partitions
+from shared.state.journal import now
 from shared.sweeps.base import Sweep, SweepContext, SweepResult, register
+from shared.tenant.graph.security import PERM_SECURITY_READ, control_profiles, secure_scores
 
-HISTORY = "securescore-history"
-LAST = "securescore"
+HISTORY = partitions.SECURE_SCORE_HISTORY
+LAST = partitions.SECURE_SCORE_LAST
 LAST_ROW = "last-sweep"
 
 COMPROMISE_THREATS = frozenset({"account breach", "password cracking", "password spray"})

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from shared.journal import RunRecord, now
 from shared.models import RemediationRequest
 from shared.permissions import declare
+from shared.state.journal import RunRecord, now
 from shared.sweeps.base import Sweep, SweepContext, register
 
 RESUMED = "sweep-stalled-resumed"

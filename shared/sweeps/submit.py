@@ -1,9 +1,10 @@
 """Sweeps hand what they find to the same decision and deduplication as alert intake.
 
 A sweep never builds a queue message itself: it makes a `RiskSignal` (a risky user, a
-blocked sender, a forwarding mailbox) and submits it to `shared.intake.intake_signals`, so a
-sweep's finding and an alert about the same user collapse into one run, and exclusions,
-admin-initiated events and the deduplication window apply exactly as they do to alerts.
+blocked sender, a forwarding mailbox) and submits it to
+`shared.intake.pipeline.intake_signals`, so a sweep's finding and an alert about the same
+user collapse into one run, and exclusions, admin-initiated events and the deduplication
+window apply exactly as they do to alerts.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from shared.exclusions import exclusion_reason
-from shared.journal import now
 from shared.models import RiskSignal
+from shared.safety.exclusions import exclusion_reason
+from shared.state.journal import now
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -69,7 +70,7 @@ async def submit_signals(services: Services, signals: Sequence[RiskSignal], *,
     A signal intake could not handle (storage down) raises, so the sweep stops before its
     checkpoint passes that item and the next run tries it again.
     """
-    from shared.intake import intake_signals
+    from shared.intake.pipeline import intake_signals
 
     outcome = await intake_signals(services, list(signals), route=ROUTE, dry_run=dry_run)
     for item in outcome.items:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from shared.permissions import collect
-from shared.playbook.registry import STEP_NAMES, all_steps
-from shared.worker import MAX_DEQUEUE_COUNT
+from shared.playbook.catalogue import STEP_NAMES
+from shared.playbook.registry import all_steps
+from shared.playbook.worker import MAX_DEQUEUE_COUNT
 
 ROOT = Path(__file__).resolve().parents[2]
 DESIGN_CATALOGUE = (

@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devtools.localhost import LocalHost
-from shared import exchange as exo
 from shared.errors import BadRequest, NotFound, ServiceError
-from shared.graph import directory
-from shared.graph.odata import ODataInputError
-from shared.worker import handle_message
+from shared.playbook.worker import handle_message
+from shared.tenant import exchange as exo
+from shared.tenant.graph import directory
+from shared.tenant.graph.odata import ODataInputError
 from tests.intake.conftest import SHARED_SECRET, queued, user_function
 
 MEGAN = "megan@contoso.com"

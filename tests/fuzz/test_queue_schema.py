@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from shared.errors import ValidationError
 from shared.models import MAX_MESSAGE_BYTES, RemediationRequest
-from shared.worker import parse_request
+from shared.playbook.worker import parse_request
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),

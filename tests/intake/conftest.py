@@ -12,10 +12,10 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
 from functions import runtime
-from shared.credentials import StaticTokenCredential
-from shared.intake import INTAKE_PARTITION
-from shared.policy_model import parse_policy
+from shared.intake.pipeline import INTAKE_PARTITION
+from shared.policy import parse_policy
 from shared.services import Services
+from shared.tenant.credentials import StaticTokenCredential
 from tests.conftest import TOKEN, make_settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "alerts"

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from shared.dedupe import Deduper
-from shared.intake import intake_signals
+from shared.intake.decision import decide
+from shared.intake.dedupe import Deduper
+from shared.intake.pipeline import intake_signals
 from shared.models import RiskSignal
-from shared.policy import decide
 from tests.intake.conftest import intake_events, queued
 
 ALICE = "6a7c3d1e-2b4f-4c8a-9e0d-1f2a3b4c5d6e"

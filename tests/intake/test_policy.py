@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from shared.alerts import normalise
+from shared.intake.decision import HIDDEN_LEVEL, Refusal, decide
+from shared.intake.sources import normalise
 from shared.models import RemediationRequest, RiskSignal
-from shared.policy import HIDDEN_LEVEL, Refusal, decide
-from shared.policy_model import Policy, parse_policy
+from shared.policy import Policy, parse_policy
 from tests.intake.conftest import FIXTURES
 
 ALICE = "6a7c3d1e-2b4f-4c8a-9e0d-1f2a3b4c5d6e"

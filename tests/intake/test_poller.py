@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from azure.functions.timer import TimerRequest
 
-from shared.alerts import poller
-from shared.alerts.poller import Lease, poll_once, read_watermark
-from shared.alerts.timeparse import parse_time
+from shared.intake import poller
+from shared.intake.poller import Lease, poll_once, read_watermark
+from shared.timestamps import parse_time
 from tests.intake.conftest import intake_events, queued, user_function
 from tests.intake.emulator_data import detection, recent, seed_detections, user_id
 

@@ -38,8 +38,8 @@ def cli_env(azurite: Any, emulator: Any, monkeypatch: Any, tmp_path: Path) -> di
 
 
 async def _services(env: dict[str, str]) -> Services:
-    from shared.credentials import StaticTokenCredential
     from shared.settings import Settings
+    from shared.tenant.credentials import StaticTokenCredential
 
     return Services.create(Settings.from_env(env), credential=StaticTokenCredential(TOKEN))
 

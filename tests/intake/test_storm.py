@@ -11,7 +11,7 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.alerts.poller import poll_once
+from shared.intake.poller import poll_once
 from tests.intake.conftest import intake_events, queued, user_function
 from tests.intake.emulator_data import detection, recent, seed_detections, user_id
 

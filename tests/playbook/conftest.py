@@ -11,9 +11,9 @@ import pytest
 
 from devtools.localhost import HostStats, LocalHost
 from functions import runtime
-from shared.credentials import StaticTokenCredential
-from shared.policy_model import parse_policy
+from shared.policy import parse_policy
 from shared.services import Services
+from shared.tenant.credentials import StaticTokenCredential
 from tests.conftest import TOKEN
 
 DEMO_POLICY = json.loads(open("devtools/demo-policy.json").read())

@@ -8,7 +8,7 @@ import logging
 
 from azure.storage.queue import TextBase64DecodePolicy
 
-from shared.storage import poison_queue_name
+from shared.state.storage import poison_queue_name
 from tests.playbook.conftest import MEGAN, MEGAN_ID, run_via_queue, writes
 
 ATTACKER_METHOD_CREATED = "2026-11-25T03:20:00"
@@ -247,7 +247,7 @@ async def test_generated_password_appears_only_in_the_request_that_sets_it(
     rows = await services.journal.items("pw")
     haystack.append(json.dumps(rows, default=str))
     haystack.append(json.dumps(await services.journal.get_evidence("pw", "evidence")))
-    from shared.report import json_text, text_table
+    from shared.playbook.report import json_text, text_table
 
     run = await services.journal.get_run("pw")
     results = await services.journal.step_results("pw")

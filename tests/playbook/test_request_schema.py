@@ -8,7 +8,7 @@ import pytest
 
 from shared.errors import ValidationError
 from shared.models import MAX_MESSAGE_BYTES, RemediationRequest
-from shared.worker import parse_request
+from shared.playbook.worker import parse_request
 
 
 def test_minimal_and_full_messages_parse_and_keep_unknown_fields():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.playbook.rule_analysis import exchange_rule_reasons, graph_rule_reasons
-from shared.policy_model import DEFAULT_KEYWORDS
+from shared.policy import DEFAULT_KEYWORDS
 
 INTERNAL = {"contoso.com", "contoso.onmicrosoft.com"}
 FOLDERS = {"f-rss": "RSS Feeds", "f-arch": "Archive", "f-news": "Newsletters",

@@ -8,8 +8,8 @@ from urllib.parse import urlencode
 
 import azure.functions as func
 
-from shared import approvals
-from shared.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from shared.safety import approvals
+from shared.safety.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from tests.playbook.conftest import run_via_queue, writes
 from tests.safety.conftest import (
     ADELE,

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from shared import notify
-from shared.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from shared.safety import notify
+from shared.safety.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from tests.playbook.conftest import MEGAN, run_via_queue
 from tests.safety.conftest import WEBHOOK_SECRET, closed_port_url, notify_policy
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import json
 
-from shared import reports
+from shared.playbook import reports
 from tests.playbook.conftest import MEGAN, MEGAN_ID, run_via_queue, writes
 from tests.safety.conftest import notify_policy
 
@@ -101,7 +101,7 @@ async def test_release_restores_the_tenant_except_what_cannot_be_undone(
 
 async def test_release_of_a_run_waiting_for_approval_cancels_it(make_services, emulator,
                                                                 receiver):
-    from shared import approvals
+    from shared.safety import approvals
     from tests.safety.conftest import ADELE
 
     svc = make_services(**notify_policy(receiver))

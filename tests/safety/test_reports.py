@@ -12,8 +12,8 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 
-from shared import reports
 from shared.logs import JsonFormatter, RedactingFilter, RunIdFilter, run_context
+from shared.playbook import reports
 from tests.conftest import TOKEN
 from tests.playbook.conftest import MEGAN, run_via_queue
 from tests.safety.conftest import (

@@ -6,12 +6,12 @@ import azure.functions as func
 import pytest
 
 from shared.errors import BadRequest, PolicyError, ValidationError
-from shared.graph.client import build_path
 from shared.models import RemediationRequest
-from shared.notify import Notification, teams_card
+from shared.playbook.release import release_run
 from shared.playbook.runner import run_request
-from shared.policy_model import parse_policy
-from shared.release import release_run
+from shared.policy import parse_policy
+from shared.safety.notify import Notification, teams_card
+from shared.tenant.graph.client import build_path
 from tests.playbook.conftest import MEGAN, writes
 from tests.safety.conftest import app_function
 
@@ -64,7 +64,7 @@ def test_teams_cards_do_not_render_attacker_markdown():
 
 def test_webhook_secret_setting_cannot_borrow_another_secret():
     with pytest.raises(PolicyError):
-        from shared.policy_model import parse_policy as parse
+        from shared.policy import parse_policy as parse
 
         parse({"notify": {"webhookSecretSetting": "RESPONDER_APPROVAL_SECRET"}})
     assert parse_policy({"notify": {"webhookSecretSetting": "RESPONDER_HOOK_KEY"}})

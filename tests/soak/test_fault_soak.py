@@ -28,10 +28,10 @@ from azure.core.exceptions import ResourceNotFoundError
 from devtools.emulator import EmulatorServer, make_tenant
 from devtools.localhost import LocalHost
 from functions import runtime
-from shared.credentials import StaticTokenCredential
 from shared.models import RemediationRequest
-from shared.policy_model import parse_policy
+from shared.policy import parse_policy
 from shared.services import Services
+from shared.tenant.credentials import StaticTokenCredential
 from tests.conftest import TOKEN, make_settings
 
 REQUESTS = int(os.environ.get("RESPONDER_SOAK_REQUESTS", "300"))

@@ -9,8 +9,8 @@ import asyncio
 import time
 from typing import Any
 
-from shared.graph import identity_protection
-from shared.playbook.aggregate import AdaptiveLimit, Aggregator, IntervalGate, LimitedExchange
+from shared.tenant.graph import identity_protection
+from shared.tenant.pacing import AdaptiveLimit, Aggregator, IntervalGate, LimitedExchange
 
 MEGAN = "d4f1c7a2-6b3e-4e8d-9a51-2f7c0b8e4d13"
 

@@ -11,8 +11,8 @@ import pytest
 
 from devtools.emulator import make_tenant
 from shared.models import StepResult, StepStatus
+from shared.playbook.worker import handle_message
 from shared.sweeps import run_sweep
-from shared.worker import handle_message
 from tests.playbook.conftest import MEGAN, MEGAN_ID
 from tests.sweeps.conftest import add_run, exchange_calls, queued
 

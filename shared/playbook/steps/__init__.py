@@ -1,5 +1,1 @@
-"""Importing this package registers every step of the catalogue."""
-
-from shared.playbook.steps import account, evidence, followup, mailbox, mfa
-
-__all__ = ["account", "evidence", "followup", "mailbox", "mfa"]
+"""One module per group of steps; `shared.playbook.catalogue` imports them all."""

@@ -6,12 +6,12 @@ import secrets
 import string
 
 from shared.errors import BadRequest
-from shared.graph import directory
-from shared.graph.directory import PERM_ENABLE, PERM_PASSWORD, PERM_REVOKE
-from shared.graph.identity_protection import PERM_RISKY_READ, PERM_RISKY_WRITE
 from shared.models import StepResult, StepStatus
 from shared.playbook.context import Plan, StepContext
 from shared.playbook.registry import Step, register
+from shared.tenant.graph import directory
+from shared.tenant.graph.directory import PERM_ENABLE, PERM_PASSWORD, PERM_REVOKE
+from shared.tenant.graph.identity_protection import PERM_RISKY_READ, PERM_RISKY_WRITE
 
 _ALPHABET = string.ascii_letters + string.digits + "!#$%&()*+,-.:;<=>?@[]^_{|}~"
 

@@ -11,17 +11,17 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from shared import exchange as exo
 from shared.errors import ServiceError
-from shared.graph import directory
-from shared.graph.auth_methods import PERM_METHODS_READ, PERM_PER_USER_MFA
-from shared.graph.directory import PERM_DOMAIN_READ, PERM_MEMBER_READ, PERM_USER_READ
-from shared.graph.identity_protection import PERM_DETECTIONS_READ, PERM_RISKY_READ
-from shared.graph.mail import PERM_FOLDERS_READ, PERM_MAILBOX_READ
-from shared.journal import now
 from shared.models import StepResult, StepStatus
 from shared.playbook.context import Plan, StepContext
 from shared.playbook.registry import Step, register
+from shared.state.journal import now
+from shared.tenant import exchange as exo
+from shared.tenant.graph import directory
+from shared.tenant.graph.auth_methods import PERM_METHODS_READ, PERM_PER_USER_MFA
+from shared.tenant.graph.directory import PERM_DOMAIN_READ, PERM_MEMBER_READ, PERM_USER_READ
+from shared.tenant.graph.identity_protection import PERM_DETECTIONS_READ, PERM_RISKY_READ
+from shared.tenant.graph.mail import PERM_FOLDERS_READ, PERM_MAILBOX_READ
 
 
 async def _part(name: str, load: Callable[[], Awaitable[Any]], out: dict[str, Any],

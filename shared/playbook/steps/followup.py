@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import exchange as exo
-from shared.journal import now
 from shared.models import StepResult, StepStatus
 from shared.playbook.context import Plan, StepContext
 from shared.playbook.registry import Step, register
+from shared.state import partitions
+from shared.state.journal import now
+from shared.tenant import exchange as exo
 
 CONTAINMENT = ("reset_password", "revoke_sessions", "disable_malicious_inbox_rules",
                "clear_mailbox_forwarding", "remove_suspicious_auth_methods")
-PENDING_UNBLOCKS = "pending-unblocks"
+PENDING_UNBLOCKS = partitions.PENDING_UNBLOCKS
 
 
 @register
@@ -88,7 +89,7 @@ class Notify(Step):
         "request_unblock"))
 
     async def plan(self, ctx: StepContext) -> Plan:
-        from shared import notify
+        from shared.safety import notify
 
         if not notify.configured(ctx.services):
             return Plan.skipped("no notification channel configured (policy notify: "
@@ -96,9 +97,9 @@ class Notify(Step):
         return Plan(actions=["send the run summary to the configured channels"])
 
     async def apply(self, ctx: StepContext, plan: Plan) -> StepResult:
-        # Fan-out through shared.notify: a failed channel is journaled and reported as
+        # Fan-out through shared.safety.notify: a failed channel is journaled and reported as
         # partial, never as a failed step (a notification must not fail the run).
-        from shared import notify
+        from shared.safety import notify
 
         deliveries = await notify.send(ctx.services, notify.run_note(ctx.run, ctx.results))
         ok = all(d.ok for d in deliveries)

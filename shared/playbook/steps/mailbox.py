@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import exchange as exo
 from shared.errors import Forbidden, NotFound
-from shared.graph import mail
-from shared.graph.mail import PERM_FOLDERS_READ, PERM_MAILBOX_READ, PERM_MAILBOX_WRITE
 from shared.models import StepResult, StepStatus
 from shared.playbook.context import Plan, StepContext
 from shared.playbook.registry import Step, register
 from shared.playbook.rule_analysis import exchange_rule_reasons, graph_rule_reasons
+from shared.tenant import exchange as exo
+from shared.tenant.graph import mail
+from shared.tenant.graph.mail import PERM_FOLDERS_READ, PERM_MAILBOX_READ, PERM_MAILBOX_WRITE
 
 EXCHANGE_ROLE = ("Exchange Administrator",)
 

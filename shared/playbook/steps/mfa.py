@@ -5,21 +5,20 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.alerts.errors import InvalidTimestamp
-from shared.alerts.timeparse import parse_time
-from shared.errors import NotFound
-from shared.graph import auth_methods
-from shared.graph.auth_methods import (
+from shared.errors import InvalidTimestamp, NotFound
+from shared.models import StepResult, StepStatus
+from shared.playbook.context import Plan, StepContext
+from shared.playbook.registry import Step, register
+from shared.tenant.graph import auth_methods
+from shared.tenant.graph.auth_methods import (
     PERM_METHODS_READ,
     PERM_METHODS_WRITE,
     PERM_PER_USER_MFA,
     deletable,
     method_kind,
 )
-from shared.graph.directory import PERM_GROUP_MEMBER
-from shared.models import StepResult, StepStatus
-from shared.playbook.context import Plan, StepContext
-from shared.playbook.registry import Step, register
+from shared.tenant.graph.directory import PERM_GROUP_MEMBER
+from shared.timestamps import parse_time
 
 
 @register

@@ -1,0 +1,271 @@
+"""Deduplication of remediation requests, in Table storage, safe under racing instances.
+
+Why storage and ETags: the same storm reaches the app through several routes at once
+(Event Hub, the poller, a Sentinel webhook), handled by many function instances. Each user
+has one row; every change to it is a create (fails if it exists) or a replace conditioned
+on the ETag read (fails if someone else changed it first), so exactly one racer wins and
+the losers re-read and see the winner's request.
+
+Rules (window = `policy.dedupe_minutes`):
+- the first actionable signal for a user opens a window and is enqueued;
+- more signals for the user inside the window are duplicates, unless their level is
+  higher: that upgrades the window and enqueues a request with the higher level;
+- a row left `reserved` by an instance that died between reserving and enqueuing is taken
+  over after `STALE_RESERVATION` by the next signal (same request id: the runner's request
+  id idempotency makes a second copy harmless);
+- each (user, detection id) pair is remembered after handling, so a detection seen again
+  later (another route, a poll overlap, a retried trigger) is not handled twice.
+
+Rows live in the journal table under their own partitions; they are small and not secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient
+
+from shared.errors import ResponderError
+from shared.intake.decision import LEVEL_RANK
+from shared.models import RemediationRequest
+from shared.state import partitions
+
+USERS_PARTITION = partitions.INTAKE_USERS
+DETECTIONS_PARTITION = partitions.INTAKE_DETECTIONS
+STALE_RESERVATION = timedelta(minutes=2)
+"""A reservation older than this without an enqueue is presumed dead and taken over."""
+MAX_ATTEMPTS = 25
+"""ETag conflicts retried this many times before giving up (never loops forever)."""
+
+AdmissionKind = Literal["new", "upgrade", "takeover", "duplicate"]
+
+
+class DedupeConflict(ResponderError):
+    """Too many concurrent writers for one user row; transient, the trigger retries."""
+
+    retryable = True
+
+
+def row_key(*parts: str) -> str:
+    """A Table row key from any text (UPNs may hold characters keys cannot)."""
+    return hashlib.sha256("|".join(p.lower() for p in parts).encode()).hexdigest()[:48]
+
+
+def _rank(level: Any) -> int:
+    return LEVEL_RANK.get(str(level or ""), 0)
+
+
+@dataclass
+class Admission:
+    """What the deduper decided for one request, and what it needs to confirm or undo it."""
+
+    kind: AdmissionKind
+    request: RemediationRequest
+    reason: str = ""
+    etag: str | None = None
+    key: str = ""
+    previous: dict[str, Any] | None = None
+    """The row before this admission changed it (restored if the enqueue fails)."""
+
+    @property
+    def admitted(self) -> bool:
+        return self.kind != "duplicate"
+
+
+class Deduper:
+    """Per-user windows and per-detection memory over one Table storage table."""
+
+    def __init__(self, table: TableClient, *, window_minutes: float) -> None:
+        self.table = table
+        self.window = timedelta(minutes=window_minutes)
+
+    # detections ---------------------------------------------------------------------------
+    async def detection_handled(self, user_key: str, detection_id: str, level: str) -> bool:
+        """True when this user's detection was already handled at this level or higher."""
+        try:
+            row = await self.table.get_entity(DETECTIONS_PARTITION, row_key(user_key,
+                                                                            detection_id))
+        except ResourceNotFoundError:
+            return False
+        return _rank(row.get("level")) >= _rank(level)
+
+    async def mark_detection(self, user_key: str, detection_id: str, level: str, outcome: str,
+                             now: datetime, source: str = "") -> None:
+        """Remember that this detection was handled (after the fact, so a crash re-handles)."""
+        await self.table.upsert_entity({
+            "PartitionKey": DETECTIONS_PARTITION,
+            "RowKey": row_key(user_key, detection_id),
+            "detectionId": detection_id[:1000], "level": level, "outcome": outcome,
+            "source": source[:200], "at": now,
+        }, mode=UpdateMode.REPLACE)
+
+    # users --------------------------------------------------------------------------------
+    async def admit(self, request: RemediationRequest, user_key: str,
+                    aliases: Sequence[str] = (), *, now: datetime) -> Admission:
+        """Decide whether `request` (for `user_key`) goes on the queue; reserve it if so.
+
+        The returned request carries the window's deterministic request id. Call `confirm`
+        after enqueuing, or `release` when the enqueue failed.
+        """
+        level = request.risk_level or "high"
+        key = row_key(user_key)
+        for _ in range(MAX_ATTEMPTS):
+            row = await self._get(key)
+            if row is None:
+                alias = await self._live_alias(aliases, level, now)
+                if alias is not None:
+                    return self._duplicate(request, alias, key)
+                admission = self._new_window(request, user_key, key, level, now, None)
+                try:
+                    meta = await self.table.create_entity(self._entity(admission, user_key, now))
+                except ResourceExistsError:
+                    continue
+                admission.etag = meta.get("etag")
+                return admission
+            etag = row.metadata.get("etag") if hasattr(row, "metadata") else None
+            if not self._live(row, now):
+                admission = self._new_window(request, user_key, key, level, now, dict(row))
+            elif _rank(level) > _rank(row.get("level")):
+                window_start = row["windowStart"]
+                admission = Admission(
+                    "upgrade",
+                    self._with_id(request, key, window_start, level),
+                    f"upgrades the pending {row.get('level')} request "
+                    f"{row.get('requestId')} to {level}",
+                    key=key, previous=dict(row),
+                )
+            elif row.get("state") == "reserved" and self._stale(row, now):
+                stored = _stored_request(row)
+                if stored is None:
+                    admission = self._new_window(request, user_key, key, level, now, dict(row))
+                else:
+                    admission = Admission("takeover", stored,
+                                          "takes over a reservation left by a stopped instance",
+                                          key=key, previous=dict(row))
+            else:
+                return self._duplicate(request, row, key)
+            try:
+                meta = await self.table.update_entity(
+                    self._entity(admission, user_key, now, row), mode=UpdateMode.REPLACE,
+                    etag=etag, match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue
+            admission.etag = meta.get("etag")
+            return admission
+        raise DedupeConflict(f"gave up after {MAX_ATTEMPTS} concurrent updates of one user row")
+
+    async def confirm(self, admission: Admission, aliases: Sequence[str], now: datetime) -> None:
+        """Mark the reservation enqueued, and point alias keys (the UPN) at the same window."""
+        try:
+            await self.table.update_entity(
+                {"PartitionKey": USERS_PARTITION, "RowKey": admission.key, "state": "enqueued",
+                 "updatedAt": now},
+                mode=UpdateMode.MERGE, etag=admission.etag,
+                match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            pass  # a newer upgrade replaced the row; its writer confirms it
+        for alias in aliases:
+            akey = row_key(alias)
+            if akey == admission.key:
+                continue
+            row = await self._get(akey)
+            if row is not None and self._live(row, now) and _rank(row.get("level")) >= _rank(
+                    admission.request.risk_level):
+                continue
+            await self.table.upsert_entity({
+                "PartitionKey": USERS_PARTITION, "RowKey": akey, "userKey": alias[:1000],
+                "level": admission.request.risk_level or "high",
+                "windowStart": now, "requestId": admission.request.request_id or "",
+                "state": "alias", "updatedAt": now, "aliasOf": admission.key,
+            }, mode=UpdateMode.REPLACE)
+
+    async def release(self, admission: Admission) -> None:
+        """Undo a reservation whose enqueue failed, so a retry of the trigger can enqueue."""
+        try:
+            if admission.previous is None:
+                await self.table.delete_entity(
+                    USERS_PARTITION, admission.key, etag=admission.etag,
+                    match_condition=MatchConditions.IfNotModified)
+            else:
+                await self.table.update_entity(
+                    admission.previous, mode=UpdateMode.REPLACE, etag=admission.etag,
+                    match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            pass
+
+    # helpers ------------------------------------------------------------------------------
+    async def _get(self, key: str) -> Any:
+        try:
+            return await self.table.get_entity(USERS_PARTITION, key)
+        except ResourceNotFoundError:
+            return None
+
+    async def _live_alias(self, aliases: Sequence[str], level: str, now: datetime) -> Any:
+        for alias in aliases:
+            row = await self._get(row_key(alias))
+            if row is not None and self._live(row, now) and _rank(row.get("level")) >= _rank(
+                    level):
+                return row
+        return None
+
+    def _live(self, row: Any, now: datetime) -> bool:
+        start = row.get("windowStart")
+        return isinstance(start, datetime) and start + self.window > now
+
+    @staticmethod
+    def _stale(row: Any, now: datetime) -> bool:
+        reserved = row.get("reservedAt")
+        return not isinstance(reserved, datetime) or reserved + STALE_RESERVATION <= now
+
+    def _new_window(self, request: RemediationRequest, user_key: str, key: str, level: str,
+                    now: datetime, previous: dict[str, Any] | None) -> Admission:
+        return Admission("new", self._with_id(request, key, now, level),
+                         f"first {level} request for {user_key} in this window",
+                         key=key, previous=previous)
+
+    @staticmethod
+    def _with_id(request: RemediationRequest, key: str, window_start: datetime,
+                 level: str) -> RemediationRequest:
+        """The window's request id: the same user, window and level always give the same id."""
+        basis = f"{key}|{window_start.isoformat()}|{level}"
+        rid = "alert-" + hashlib.sha256(basis.encode()).hexdigest()[:40]
+        return request.model_copy(update={"request_id": rid})
+
+    @staticmethod
+    def _duplicate(request: RemediationRequest, row: Any, key: str) -> Admission:
+        state = row.get("state")
+        what = "being queued by another instance" if state == "reserved" else "queued"
+        return Admission(
+            "duplicate", request,
+            f"duplicate: a {row.get('level')} request ({row.get('requestId')}) for this user "
+            f"was already {what} in the dedupe window",
+            key=key,
+        )
+
+    def _entity(self, admission: Admission, user_key: str, now: datetime,
+                row: Any = None) -> dict[str, Any]:
+        keeps_window = admission.kind in ("upgrade", "takeover") and row is not None
+        window_start = row["windowStart"] if keeps_window else now
+        return {
+            "PartitionKey": USERS_PARTITION, "RowKey": admission.key,
+            "userKey": user_key[:1000], "level": admission.request.risk_level or "high",
+            "windowStart": window_start, "requestId": admission.request.request_id or "",
+            "state": "reserved", "reservedAt": now, "updatedAt": now,
+            "message": admission.request.to_message(),
+        }
+
+
+def _stored_request(row: Any) -> RemediationRequest | None:
+    """The request a reservation was made for (to re-enqueue it on takeover)."""
+    try:
+        return RemediationRequest.model_validate(json.loads(row.get("message") or ""))
+    except ValueError:
+        return None

@@ -1,0 +1,332 @@
+"""The one path every alert trigger uses: payload -> signals -> decision -> dedupe -> queue.
+
+HTTP, Event Grid, Event Hub, the poller and `cli replay` all call `intake_payload` (or
+`intake_signals`), so a payload gives the same requests whichever way it arrived. Every
+signal that starts nothing is recorded with its reason in the journal partition
+`INTAKE_PARTITION`, so an administrator can see why an alert did not start a run.
+
+Group exclusions need a Graph call (`checkMemberGroups`). The HTTP webhook passes
+`check_groups=False` to stay fast (Graph's notification budget is 3 seconds): the worker's
+runner refuses members of excluded groups anyway, before any step runs. The other routes
+check here, so an excluded member never even reaches the queue from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import ValidationError as PydanticValidationError
+
+from shared.errors import ServiceError
+from shared.intake.decision import LEVEL_RANK, Refusal, decide, effective_level
+from shared.intake.dedupe import Deduper
+from shared.intake.sources import NormaliseResult, normalise
+from shared.intake.sources.result import AlertProblem
+from shared.models import RemediationRequest, RiskSignal
+from shared.safety.exclusions import group_reason
+from shared.services import Services
+from shared.state import partitions
+
+log = logging.getLogger("responder.intake")
+
+INTAKE_PARTITION = partitions.INTAKE
+"""Journal event partition of every intake decision that did not (or did) enqueue."""
+CONCURRENCY = 16
+"""Users handled at once within one payload (each user's signals stay in order)."""
+
+QUIET_SEEN_ROUTES = frozenset({"poller"})
+"""Routes that re-read detections on purpose (the poll overlap): a detection they see again
+is skipped without an audit event, which would otherwise repeat every run."""
+
+Outcome = Literal["enqueued", "upgraded", "duplicate", "refused", "would-enqueue", "error"]
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class IntakeItem:
+    """What happened to one signal."""
+
+    signal: RiskSignal
+    outcome: Outcome
+    reason: str = ""
+    request: RemediationRequest | None = None
+    refusal: Refusal | None = None
+    error: BaseException | None = None
+
+    def public(self) -> dict[str, Any]:
+        """A JSON-able view (no raw payload) for logs, the CLI and HTTP answers."""
+        req = self.request
+        return {
+            "user": self.signal.user_id or self.signal.upn, "upn": self.signal.upn,
+            "source": self.signal.source, "detectionId": self.signal.detection_id,
+            "riskLevel": self.signal.risk_level, "outcome": self.outcome, "reason": self.reason,
+            "playbook": req.playbook if req else None,
+            "requestRiskLevel": req.risk_level if req else None,
+            "requestId": req.request_id if req else None,
+        }
+
+
+@dataclass
+class IntakeOutcome:
+    """Everything one payload produced: per-signal items, problems and deliberate ignores."""
+
+    route: str
+    items: list[IntakeItem] = field(default_factory=list)
+    problems: list[AlertProblem] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+    def count(self, *outcomes: Outcome) -> int:
+        return sum(1 for item in self.items if item.outcome in outcomes)
+
+    @property
+    def enqueued(self) -> list[RemediationRequest]:
+        return [i.request for i in self.items
+                if i.outcome in ("enqueued", "upgraded") and i.request is not None]
+
+    @property
+    def errors(self) -> list[BaseException]:
+        return [i.error for i in self.items if i.error is not None]
+
+    def extend(self, other: IntakeOutcome) -> None:
+        self.items.extend(other.items)
+        self.problems.extend(other.problems)
+        self.ignored.extend(other.ignored)
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "signals": len(self.items),
+            "enqueued": self.count("enqueued", "upgraded"),
+            "upgraded": self.count("upgraded"),
+            "duplicates": self.count("duplicate"),
+            "refused": self.count("refused"),
+            "wouldEnqueue": self.count("would-enqueue"),
+            "errors": self.count("error"),
+            "problems": len(self.problems),
+            "ignored": len(self.ignored),
+        }
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def record(services: Services, kind: str, message: str,
+                 data: dict[str, Any] | None = None) -> None:
+    """Append one intake event (never raises: a failed audit write must not lose the alert)."""
+    try:
+        await services.journal.event(INTAKE_PARTITION, kind, message, data)
+    except Exception:  # storage trouble is logged; the caller's own result stands
+        log.warning("could not record intake event %s: %s", kind, message[:200], exc_info=True)
+
+
+async def intake_payload(services: Services, payload: Any, *, route: str,
+                         check_groups: bool = True, dry_run: bool = False,
+                         clock: Clock = _utcnow) -> IntakeOutcome:
+    """Normalise a payload (parsed JSON, or JSON text/bytes) and take in its signals.
+
+    Raises `AlertError` (UnknownShape, MalformedPayload, PayloadTooLarge) for a payload that
+    cannot be read at all; per-item problems are recorded and returned, never raised.
+    """
+    result = normalise(payload)
+    return await intake_result(services, result, route=route, check_groups=check_groups,
+                               dry_run=dry_run, clock=clock)
+
+
+async def intake_result(services: Services, result: NormaliseResult, *, route: str,
+                        check_groups: bool = True, dry_run: bool = False,
+                        clock: Clock = _utcnow) -> IntakeOutcome:
+    """Take in a normaliser result: record its problems, then handle its signals."""
+    outcome = await intake_signals(services, result.signals, route=route,
+                                   check_groups=check_groups, dry_run=dry_run, clock=clock)
+    outcome.problems.extend(result.problems)
+    outcome.ignored.extend(result.ignored)
+    if not dry_run:
+        for problem in result.problems:
+            log.warning("alert item %s from %s not usable: %s", problem.locator, route,
+                        problem.reason)
+            await record(services, "problem", f"{problem.error}: {problem.reason}",
+                         {"route": route, "locator": problem.locator, "source": problem.source,
+                          "error": problem.error})
+    return outcome
+
+
+async def intake_signals(services: Services, signals: Iterable[RiskSignal], *, route: str,
+                         check_groups: bool = True, dry_run: bool = False,
+                         clock: Clock = _utcnow) -> IntakeOutcome:
+    """Decide, deduplicate and enqueue each signal.
+
+    A failure on one signal (storage down) becomes that item's `error` and never stops the
+    others; callers turn `outcome.errors` into a retry of their trigger (dedupe makes the
+    retry harmless for the signals that did succeed).
+    """
+    outcome = IntakeOutcome(route)
+    by_user: dict[str, list[RiskSignal]] = defaultdict(list)
+    for signal in signals:
+        by_user[signal.user_key].append(signal)
+    if not by_user:
+        return outcome
+    await services.journal.ensure()
+    deduper = Deduper(services.journal.table, window_minutes=services.policy.dedupe_minutes)
+    gate = asyncio.Semaphore(CONCURRENCY)
+    member_cache: dict[str, str | None] = {}
+
+    async def one_user(user_signals: list[RiskSignal]) -> list[IntakeItem]:
+        # Highest level first: one request per user per payload, not a low one then an upgrade.
+        ordered = sorted(user_signals,
+                         key=lambda s: -LEVEL_RANK.get(effective_level(s), 0))
+        items = []
+        async with gate:
+            for signal in ordered:
+                try:
+                    item = await _one(services, deduper, signal, route=route,
+                                      check_groups=check_groups, dry_run=dry_run, clock=clock,
+                                      member_cache=member_cache)
+                except Exception as exc:  # one signal's failure never loses the others
+                    log.warning("intake of a %s signal failed: %s", signal.source, exc)
+                    item = IntakeItem(signal, "error", f"{type(exc).__name__}: {exc}",
+                                      error=exc)
+                items.append(item)
+        return items
+
+    for items in await asyncio.gather(*(one_user(group) for group in by_user.values())):
+        outcome.items.extend(items)
+    return outcome
+
+
+async def _one(services: Services, deduper: Deduper, signal: RiskSignal, *, route: str,
+               check_groups: bool, dry_run: bool, clock: Clock,
+               member_cache: dict[str, str | None]) -> IntakeItem:
+    now = clock()
+    level = effective_level(signal)
+    detection = signal.detection_id
+    if detection and not dry_run and await deduper.detection_handled(signal.user_key, detection,
+                                                                     level):
+        item = IntakeItem(signal, "duplicate",
+                          "detection already handled (another route or an earlier run)")
+        if route not in QUIET_SEEN_ROUTES:
+            await record(services, "duplicate", item.reason, item.public() | {"route": route})
+        return item
+    item = await _decision(services, signal, route=route, check_groups=check_groups,
+                           member_cache=member_cache)
+    if dry_run or item.outcome == "refused":
+        if not dry_run:
+            await _settle(services, deduper, item, route, now)
+        return item
+
+    assert item.request is not None
+    aliases = [signal.upn] if signal.user_id and signal.upn else []
+    admission = await deduper.admit(item.request, signal.user_key, aliases, now=now)
+    if not admission.admitted:
+        item = IntakeItem(signal, "duplicate", admission.reason, request=admission.request)
+        await _settle(services, deduper, item, route, now)
+        return item
+    request = admission.request
+    try:
+        await services.storage.enqueue(services.settings.remediation_queue, request.to_message())
+    except BaseException:
+        await deduper.release(admission)
+        raise
+    await deduper.confirm(admission, aliases, now)
+    kind: Outcome = "upgraded" if admission.kind == "upgrade" else "enqueued"
+    item = IntakeItem(signal, kind, admission.reason, request=request)
+    log.info("intake %s: %s %s request %s (%s)", route, kind, request.risk_level,
+             request.request_id, request.playbook)
+    await _settle(services, deduper, item, route, now)
+    return item
+
+
+async def _decision(services: Services, signal: RiskSignal, *, route: str, check_groups: bool,
+                    member_cache: dict[str, str | None]) -> IntakeItem:
+    """`decide`, then the group exclusion (a Graph lookup), as a would-enqueue or refused item."""
+    try:
+        decision = decide(signal, services.policy, route=route)
+    except PydanticValidationError as exc:
+        return IntakeItem(signal, "refused", f"cannot build a request: {exc.errors()[0]['msg']}")
+    if isinstance(decision, Refusal):
+        return IntakeItem(signal, "refused", decision.reason, refusal=decision)
+    if check_groups and services.policy.exclusions.groups:
+        refusal = await _group_refusal(services, signal, member_cache)
+        if refusal is not None:
+            return IntakeItem(signal, "refused", refusal.reason, refusal=refusal)
+    return IntakeItem(signal, "would-enqueue", "", request=decision)
+
+
+async def _settle(services: Services, deduper: Deduper, item: IntakeItem, route: str,
+                  now: datetime) -> None:
+    """Record the item's outcome and remember its detection as handled."""
+    signal = item.signal
+    data = item.public() | {"route": route}
+    if item.refusal is not None:
+        data["code"] = item.refusal.code
+    kind = item.outcome
+    message = item.reason or kind
+    if item.outcome == "refused":
+        log.info("intake %s: refused %s signal: %s", route, signal.source, item.reason)
+    await record(services, kind, message, data)
+    if signal.detection_id:
+        await deduper.mark_detection(signal.user_key, signal.detection_id,
+                                     effective_level(signal), item.outcome, now, signal.source)
+
+
+async def _group_refusal(services: Services, signal: RiskSignal,
+                         cache: dict[str, str | None]) -> Refusal | None:
+    """A refusal when the user is in an excluded group. A failed lookup refuses nothing: the
+    worker checks again before any step, so the request is still safe to queue."""
+    user = signal.user_id or signal.upn or ""
+    if user in cache:
+        reason = cache[user]
+    else:
+        try:
+            reason = await group_reason(services, user)
+        except ServiceError as exc:
+            log.warning("exclusion group lookup failed (the worker re-checks): %s", exc)
+            reason = None
+        cache[user] = reason
+    return Refusal("excluded", reason, signal) if reason else None
+
+
+def describe(outcome: IntakeOutcome) -> list[dict[str, Any]]:
+    """One JSON-able row per signal (the CLI replay and the HTTP answer use it)."""
+    return [item.public() for item in outcome.items]
+
+
+def load_payload_file(path: str) -> Any:
+    """A saved payload (JSON). A test fixture file (`{"description", "payload", ...}`) gives
+    its `payload`, so the fixtures in tests/fixtures/alerts replay as they are."""
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    if isinstance(data, dict) and "payload" in data and ("expected" in data
+                                                         or "description" in data):
+        return data["payload"]
+    return data
+
+
+def outcome_text(outcome: IntakeOutcome) -> str:
+    """A readable table of what each signal would produce (or produced)."""
+    lines = [f"{'outcome':<14} {'user':<44} {'level':<8} {'playbook':<18} reason"]
+    for row in describe(outcome):
+        level = row["requestRiskLevel"] or row["riskLevel"]
+        lines.append(f"{row['outcome']:<14} {str(row['user'])[:44]:<44} {level:<8} "
+                     f"{row['playbook'] or '-':<18} {row['reason']}")
+    for problem in outcome.problems:
+        lines.append(f"{'problem':<14} {problem.locator[:44]:<44} {'-':<8} {'-':<18} "
+                     f"{problem.error}: {problem.reason}")
+    for ignored in outcome.ignored:
+        lines.append(f"{'ignored':<14} {'-':<44} {'-':<8} {'-':<18} {ignored}")
+    summary = ", ".join(f"{k} {v}" for k, v in outcome.summary().items() if v)
+    lines.append(f"({summary or 'nothing'})")
+    return "\n".join(lines)
+
+
+def outcome_json(outcome: IntakeOutcome) -> str:
+    return json.dumps({
+        "route": outcome.route, "summary": outcome.summary(), "items": describe(outcome),
+        "problems": [vars(p) for p in outcome.problems], "ignored": outcome.ignored,
+    }, indent=2, default=str)

@@ -1,0 +1,256 @@
+"""Poll Identity Protection `riskDetections` since a watermark kept in Table storage.
+
+Why it is shaped like this:
+- **No missed detections.** The query starts `overlap` before the watermark (detections
+  can become visible a little after their `detectedDateTime`), pages through every
+  `@odata.nextLink`, and the watermark moves only after a page has been fully taken in.
+  A failure mid-way (a page that cannot be fetched, storage trouble) leaves the watermark
+  at the last complete page, so the next run reads the rest.
+- **No repeated detections.** What the overlap reads again is skipped: intake remembers
+  every (user, detection) it handled (`shared.intake.dedupe`), and queue requests carry
+  deterministic ids.
+- **At most one Identity Protection request per second**, retries included: a pacing
+  transport sits *under* the retry transport of this poller's Graph client, and its clock
+  is shared by every poll in the process (kept in `Services.extras`).
+- **No overlapping runs.** A lease row with an expiry is taken with ETag-conditional writes;
+  a run that finds a live lease does nothing. A crashed holder's lease simply expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from azure.core.exceptions import (
+    AzureError,
+)
+
+from shared.errors import ResponderError
+from shared.intake.pipeline import IntakeOutcome, intake_result, record
+from shared.intake.sources.common import parse_time_opt
+from shared.intake.sources.errors import AlertError, Ignored
+from shared.intake.sources.graph_detections import SOURCE_DETECTION, from_risk_detection
+from shared.intake.sources.result import NormaliseResult
+from shared.permissions import declare
+from shared.services import Services
+from shared.state import partitions
+from shared.state.lease import Lease as SharedLease
+from shared.tenant.graph.client import GraphClient, create_graph_client
+from shared.tenant.graph.identity_protection import PERM_DETECTIONS_READ, detections_since
+
+log = logging.getLogger("responder.poller")
+
+declare(
+    "alerts.poller",
+    graph=[PERM_DETECTIONS_READ],
+    why="poll Identity Protection riskDetections since a watermark (timer risk_poller)",
+)
+
+ROUTE = "poller"
+POLLER_PARTITION = partitions.INTAKE_POLLER
+WATERMARK_ROW = "riskDetections"
+LOCK_ROW = "lock"
+IDENTITY_PROTECTION_INTERVAL = 1.0
+"""Seconds between Identity Protection requests (its documented limit: 1 per second)."""
+DEFAULT_PAGE_SIZE = 200
+DEFAULT_LOOKBACK_MINUTES = 60.0
+DEFAULT_OVERLAP_MINUTES = 15.0
+DEFAULT_LEASE_SECONDS = 600.0
+"""Longer than any run (host.json functionTimeout is 10 minutes); renewed after each page."""
+_PACER_KEY = "identity_protection_pacer"
+
+
+class Pacer:
+    """Spaces requests at least `interval` apart, from the end of one to the start of the
+    next (so network jitter cannot squeeze two into one second at the server)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._lock = asyncio.Lock()
+        self._last_end = float("-inf")
+
+    async def run(self, send: Any) -> Any:
+        async with self._lock:
+            wait = self._last_end + self.interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                return await send()
+            finally:
+                self._last_end = time.monotonic()
+
+
+class PacedTransport(httpx.AsyncBaseTransport):
+    """Paces Identity Protection requests; everything else passes straight through."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, pacer: Pacer) -> None:
+        self._inner = inner
+        self._pacer = pacer
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if "/identityprotection/" not in request.url.path.lower():
+            return await self._inner.handle_async_request(request)
+
+        async def send() -> httpx.Response:
+            response = await self._inner.handle_async_request(request)
+            await response.aread()  # the request is over only when its body has arrived
+            return response
+
+        return await self._pacer.run(send)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def pacer_for(services: Services, interval: float = IDENTITY_PROTECTION_INTERVAL) -> Pacer:
+    """The process-wide Identity Protection pacer of these services."""
+    pacer = services.extras.get(_PACER_KEY)
+    if not isinstance(pacer, Pacer):
+        pacer = services.extras[_PACER_KEY] = Pacer(interval)
+    return pacer
+
+
+def paced_graph(services: Services, *, interval: float = IDENTITY_PROTECTION_INTERVAL,
+                inner: httpx.AsyncBaseTransport | None = None) -> GraphClient:
+    """A Graph client for the poller whose every attempt (retries too) is paced."""
+    transport = PacedTransport(inner or httpx.AsyncHTTPTransport(), pacer_for(services, interval))
+    return create_graph_client(services.settings, services.credential, transport=transport)
+
+
+@dataclass
+class PollResult:
+    """What one poll did."""
+
+    ran: bool = True
+    """False when another run held the lease (nothing was done)."""
+    since: datetime | None = None
+    watermark: datetime | None = None
+    pages: int = 0
+    detections: int = 0
+    completed: bool = False
+    error: str | None = None
+    outcome: IntakeOutcome = field(default_factory=lambda: IntakeOutcome(ROUTE))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "ran": self.ran, "completed": self.completed, "pages": self.pages,
+            "detections": self.detections, "error": self.error,
+            "since": self.since.isoformat() if self.since else None,
+            "watermark": self.watermark.isoformat() if self.watermark else None,
+            **self.outcome.summary(),
+        }
+
+
+class Lease(SharedLease):
+    """The poller's lease row (one poller at a time per tenant)."""
+
+    def __init__(self, services: Services, seconds: float) -> None:
+        super().__init__(services.journal, POLLER_PARTITION, LOCK_ROW, seconds)
+
+
+class LeaseLost(ResponderError):
+    """Another run took over the lease; this one stops without moving the watermark."""
+
+
+def _minutes(services: Services, name: str, default: float) -> float:
+    raw = (services.settings.extra.get(name) or "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        log.warning("%s=%r is not a number; using %s", name, raw, default)
+        return default
+    return min(max(value, 0.0), 7 * 24 * 60.0)
+
+
+async def read_watermark(services: Services) -> datetime | None:
+    row = await services.journal.get_item(POLLER_PARTITION, WATERMARK_ROW)
+    value = (row or {}).get("watermark")
+    return value if isinstance(value, datetime) else None
+
+
+def _page_signals(page: list[dict[str, Any]]) -> NormaliseResult:
+    """One page of detections as signals; a bad item is a problem, never the page's end."""
+    result = NormaliseResult()
+    for index, item in enumerate(page):
+        try:
+            result.signals.append(from_risk_detection(item))
+        except Ignored as exc:
+            result.ignore(f"value[{index}]", str(exc))
+        except AlertError as exc:
+            result.problem(f"value[{index}]", exc, SOURCE_DETECTION)
+    return result
+
+
+async def poll_once(
+    services: Services,
+    *,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    lookback_minutes: float | None = None,
+    overlap_minutes: float | None = None,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    interval: float = IDENTITY_PROTECTION_INTERVAL,
+    graph: GraphClient | None = None,
+) -> PollResult:
+    """One poll: take the lease, read detections since the watermark, take them in.
+
+    Never raises for Graph or storage trouble: the result says what failed, the watermark
+    stays at the last complete page, and the failure is recorded in the intake journal.
+    """
+    await services.journal.ensure()
+    lease = Lease(services, lease_seconds)
+    if not await lease.acquire():
+        log.info("risk poll skipped: another run holds the lease")
+        return PollResult(ran=False)
+    own_graph = graph is None
+    client = graph or paced_graph(services, interval=interval)
+    try:
+        return await _poll(services, client, lease, page_size,
+                           _minutes(services, "RESPONDER_POLL_LOOKBACK_MINUTES",
+                                    DEFAULT_LOOKBACK_MINUTES)
+                           if lookback_minutes is None else lookback_minutes,
+                           _minutes(services, "RESPONDER_POLL_OVERLAP_MINUTES",
+                                    DEFAULT_OVERLAP_MINUTES)
+                           if overlap_minutes is None else overlap_minutes)
+    finally:
+        if own_graph:
+            await client.close()
+        await lease.release()
+
+
+async def _poll(services: Services, graph: GraphClient, lease: Lease, page_size: int,
+                lookback: float, overlap: float) -> PollResult:
+    started = datetime.now(UTC)
+    watermark = await read_watermark(services)
+    since = (watermark - timedelta(minutes=overlap) if watermark
+             else started - timedelta(minutes=lookback))
+    result = PollResult(since=since, watermark=watermark)
+    try:
+        async for page in detections_since(graph, since, top=page_size):
+            result.pages += 1
+            result.detections += len(page)
+            taken = await intake_result(services, _page_signals(page), route=ROUTE)
+            result.outcome.extend(taken)
+            if taken.errors:
+                raise taken.errors[0]
+            times = [t for t in (parse_time_opt(d.get("detectedDateTime")) for d in page
+                                 if isinstance(d, dict)) if t is not None]
+            if times and (result.watermark is None or max(times) > result.watermark):
+                result.watermark = max(times)
+                await services.journal.put_item(POLLER_PARTITION, WATERMARK_ROW,
+                                                watermark=result.watermark, updatedAt=started)
+            if not await lease.renew():
+                raise LeaseLost("the poll lease was taken over by another run")
+        result.completed = True
+    except (ResponderError, AlertError, AzureError, httpx.HTTPError, OSError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+        log.warning("risk poll stopped after %d page(s): %s", result.pages, result.error)
+        await record(services, "poll-failed", result.error[:4000],
+                     {"route": ROUTE, "pages": result.pages,
+                      "watermark": result.watermark.isoformat() if result.watermark else None})
+    log.info("risk poll: %s", result.summary())
+    return result

@@ -1,0 +1,238 @@
+"""Microsoft Graph shapes: riskDetection, riskyUser, alerts_v2, change notifications.
+
+Each item function raises a typed error for an item it cannot use; the collection
+functions turn per-item errors into problems so one bad item never hides the others.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from shared.intake.sources.common import (
+    as_dict,
+    as_list,
+    clean_id,
+    clean_text,
+    clean_upn,
+    collect,
+    dedupe,
+    first,
+    is_admin_identifier,
+    is_admin_name,
+    is_admin_state,
+    make_signal,
+    norm,
+    parse_time_opt,
+    resolve_user,
+    risk_level,
+)
+from shared.intake.sources.errors import Ignored, MalformedPayload, NoCloudUser
+from shared.intake.sources.result import NormaliseResult
+from shared.models import RiskSignal
+
+SOURCE_DETECTION = "graph.riskDetection"
+SOURCE_RISKY_USER = "graph.riskyUser"
+SOURCE_ALERT = "graph.alert"
+SOURCE_NOTIFICATION = "graph.changeNotification"
+
+_USER_RESOURCE = re.compile(r"users/([^/()']+)|users\('([^/()']+)'\)", re.IGNORECASE)
+_BENIGN_CLASSIFICATIONS = frozenset({"falsepositive", "informationalexpectedactivity"})
+
+
+def _require_dict(item: Any, what: str) -> dict[str, Any]:
+    """Items must be JSON objects; anything else is a malformed payload."""
+    data = as_dict(item)
+    if data is None:
+        raise MalformedPayload(f"{what} must be a JSON object, got {type(item).__name__}")
+    return data
+
+
+def from_risk_detection(item: Any) -> RiskSignal:
+    """One riskDetection (Graph poll or push): user in `userId` / `userPrincipalName`."""
+    data = _require_dict(item, "riskDetection")
+    user_id, upn = resolve_user(data.get("userId"), data.get("userPrincipalName"), "riskDetection")
+    event_type = clean_text(first(data, "riskEventType", "riskType"))
+    detail = data.get("riskDetail")
+    return make_signal(
+        user_id=user_id,
+        upn=upn,
+        risk_level=risk_level(data.get("riskLevel")),
+        risk_event_type=event_type,
+        detection_id=clean_id(data.get("id"), "riskDetection id"),
+        detected_at=parse_time_opt(
+            data.get("detectedDateTime"),
+            data.get("activityDateTime"),
+            data.get("lastUpdatedDateTime"),
+        ),
+        source=SOURCE_DETECTION,
+        admin_initiated=(
+            is_admin_identifier(event_type, detail) or is_admin_state(data.get("riskState"))
+        ),
+        raw=data,
+    )
+
+
+def from_risky_user(item: Any) -> RiskSignal:
+    """One riskyUser: here `id` *is* the user id (there is no `userId`)."""
+    data = _require_dict(item, "riskyUser")
+    user_id, upn = resolve_user(data.get("id"), data.get("userPrincipalName"), "riskyUser")
+    detail = clean_text(data.get("riskDetail"))
+    return make_signal(
+        user_id=user_id,
+        upn=upn,
+        risk_level=risk_level(data.get("riskLevel")),
+        risk_event_type=detail if detail and detail.lower() != "none" else None,
+        detection_id=None,
+        detected_at=parse_time_opt(data.get("riskLastUpdatedDateTime")),
+        source=SOURCE_RISKY_USER,
+        admin_initiated=is_admin_identifier(detail) or is_admin_state(data.get("riskState")),
+        raw=data,
+    )
+
+
+def from_security_alert(alert: Any) -> NormaliseResult:
+    """A Graph security alert (alerts_v2): one signal per cloud user in its evidence.
+
+    userEvidence with `azureAdUserId: null` is an on-premises account: reported as a
+    problem even when it has a UPN, because that UPN may belong to someone else in the cloud.
+    """
+    data = _require_dict(alert, "security alert")
+    result = NormaliseResult()
+    status = norm(data.get("status"))
+    classification = norm(data.get("classification"))
+    if status == "resolved":
+        result.ignore("$", "security alert is resolved")
+        return result
+    if classification in _BENIGN_CLASSIFICATIONS:
+        result.ignore("$", f"security alert classified {data.get('classification')}")
+        return result
+    evidence = as_list(data.get("evidence"), "alert evidence") or []
+    user_items = [
+        (f"evidence[{i}]", ev)
+        for i, ev in enumerate(evidence)
+        if norm((as_dict(ev) or {}).get("@odata.type"))
+        in ("microsoftgraphsecurityuserevidence", "microsoftgraphsecuritymailboxevidence")
+    ]
+    if not user_items:
+        result.problem(
+            "$", NoCloudUser("security alert has no user or mailbox evidence"), SOURCE_ALERT
+        )
+        return result
+    collect(result, user_items, lambda ev: _alert_evidence_signal(data, ev), SOURCE_ALERT)
+    result.signals = dedupe(result.signals)
+    return result
+
+
+def _alert_evidence_signal(alert: dict[str, Any], evidence: dict[str, Any]) -> RiskSignal:
+    """Signal for one user/mailbox evidence item of an alert."""
+    account = as_dict(evidence.get("userAccount"))
+    if norm(evidence.get("@odata.type")).endswith("userevidence"):
+        if account is None:
+            raise MalformedPayload("userEvidence has no userAccount")
+        if clean_id(account.get("azureAdUserId"), "azureAdUserId") is None:
+            raise NoCloudUser(
+                "userEvidence: no resolvable cloud user: azureAdUserId is null "
+                "(an on-premises account); its UPN is not used as a guess"
+            )
+        user_id, upn = resolve_user(
+            account.get("azureAdUserId"), account.get("userPrincipalName"), "userEvidence"
+        )
+    else:
+        user_id, upn = resolve_user(
+            first(account, "azureAdUserId"),
+            first(evidence, "upn") or first(account, "userPrincipalName"),
+            "mailboxEvidence",
+        )
+    detector = clean_text(first(alert, "title", "category"))
+    raw = {k: v for k, v in alert.items() if k != "evidence"}
+    raw["evidence"] = [evidence]
+    return make_signal(
+        user_id=user_id,
+        upn=upn,
+        risk_level=risk_level(alert.get("severity")),
+        risk_event_type=detector,
+        detection_id=clean_id(alert.get("id"), "alert id"),
+        detected_at=parse_time_opt(
+            alert.get("createdDateTime"), alert.get("firstActivityDateTime")
+        ),
+        source=SOURCE_ALERT,
+        admin_initiated=is_admin_name(alert.get("detectorId"), alert.get("title")),
+        raw=raw,
+    )
+
+
+def from_change_notification(item: Any) -> RiskSignal:
+    """One Graph change notification about a user (`resource` like `Users/{id}`).
+
+    Lifecycle notifications and user deletions raise `Ignored`; notifications about other
+    resources (legacy security alerts) name no user and raise `NoCloudUser`.
+    """
+    data = _require_dict(item, "change notification")
+    lifecycle = data.get("lifecycleEvent")
+    if lifecycle is not None:
+        raise Ignored(f"lifecycle notification {str(lifecycle)[:60]!r} carries no resource")
+    resource = data.get("resource") if isinstance(data.get("resource"), str) else ""
+    resource_data = as_dict(data.get("resourceData"))
+    match = _USER_RESOURCE.fullmatch(resource.strip().strip("/"))
+    is_user = match is not None or norm(first(resource_data, "@odata.type")) == "microsoftgraphuser"
+    if not is_user:
+        raise NoCloudUser(
+            f"change notification for {resource[:100]!r} names no user; "
+            "the resource must be fetched to find one"
+        )
+    change = clean_text(data.get("changeType"))
+    if change and "deleted" in change.lower():
+        raise Ignored("change notification reports a deleted user")
+    data_id = clean_id(first(resource_data, "id"), "resourceData.id")
+    path_id = clean_id(match.group(1) or match.group(2), "resource id") if match else None
+    if data_id and path_id and data_id.lower() != path_id.lower():
+        raise MalformedPayload("resourceData.id and resource name different users")
+    ident = data_id or path_id
+    if ident is None:
+        raise NoCloudUser("change notification has no user id in resourceData or resource")
+    is_upn = "@" in ident
+    return make_signal(
+        user_id=None if is_upn else ident,
+        upn=clean_upn(ident, "resource UPN") if is_upn else None,
+        risk_level="hidden",
+        risk_event_type=change,
+        detection_id=None,
+        detected_at=None,
+        source=SOURCE_NOTIFICATION,
+        admin_initiated=False,
+        raw=data,
+    )
+
+
+def from_change_notifications(payload: Any) -> NormaliseResult:
+    """A change notification collection `{"value": [...]}` (or one notification)."""
+    data = _require_dict(payload, "change notification payload")
+    result = NormaliseResult()
+    items = as_list(data.get("value"), "notification value")
+    if items is None:
+        collect(result, [("$", data)], from_change_notification, SOURCE_NOTIFICATION)
+    else:
+        pairs = [(f"value[{i}]", item) for i, item in enumerate(items)]
+        collect(result, pairs, from_change_notification, SOURCE_NOTIFICATION)
+    return result
+
+
+def notification_client_states(payload: Any) -> list[str | None]:
+    """Each notification's `clientState`, in order, so the HTTP layer can check every item.
+
+    A missing or non-string clientState is None (which the HTTP layer must treat as a mismatch).
+    """
+    data = as_dict(payload)
+    if data is None:
+        raise MalformedPayload("change notification payload must be a JSON object")
+    items = as_list(data.get("value"), "notification value")
+    if items is None:
+        if "subscriptionId" not in data:
+            raise MalformedPayload("not a change notification payload: no value array")
+        items = [data]
+    states: list[str | None] = []
+    for item in items:
+        state = (as_dict(item) or {}).get("clientState")
+        states.append(state if isinstance(state, str) else None)
+    return states

@@ -1,0 +1,115 @@
+"""Queue message -> validated request -> run. The queue trigger is a thin adapter over this.
+
+A message that fails validation is never retried: it is recorded with its reason and moved
+to `<queue>-poison` at once (the function then returns normally, so the host deletes the
+original). A retryable failure is raised, so the host redelivers it and, after
+maxDequeueCount, poisons it; the run record says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+
+from shared.errors import ValidationError
+from shared.models import MAX_MESSAGE_BYTES, RemediationRequest
+from shared.playbook.release import release_run
+from shared.playbook.runner import RunOutcome, run_request
+from shared.services import Services
+from shared.state import partitions
+from shared.state.journal import now, safe_key
+from shared.state.storage import poison_queue_name
+
+log = logging.getLogger("responder.worker")
+INVALID_PARTITION = partitions.INVALID_MESSAGES
+MAX_DEQUEUE_COUNT = 5
+"""Must equal host.json extensions.queues.maxDequeueCount (a test checks)."""
+
+
+@dataclass
+class MessageOutcome:
+    status: str  # "ran", "invalid", "already-done"
+    reason: str = ""
+    run: RunOutcome | None = None
+
+
+def parse_request(body: bytes | str) -> RemediationRequest:
+    """Validate a queue message body; raises ValidationError with a readable reason."""
+    raw = body.encode("utf-8") if isinstance(body, str) else body
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise ValidationError(f"message is {len(raw)} bytes, over the {MAX_MESSAGE_BYTES} cap")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ValidationError(f"message is not JSON: {exc.__class__.__name__}") from exc
+    if not isinstance(data, dict):
+        raise ValidationError("message must be a JSON object")
+    try:
+        return RemediationRequest.model_validate(data)
+    except PydanticValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ValidationError(f"invalid remediation request: {problems}") from exc
+
+
+async def poison_invalid(services: Services, body: bytes | str, reason: str,
+                         message_id: str | None) -> None:
+    """Record why a message was refused and move it to the poison queue."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    digest = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:32]
+    await services.journal.put_item(
+        INVALID_PARTITION, message_id or digest, reason=reason[:4000], at=now(),
+        sha256=digest, size=len(text), queue=services.settings.remediation_queue,
+    )
+    await services.storage.enqueue(poison_queue_name(services.settings.remediation_queue),
+                                   text[:MAX_MESSAGE_BYTES])
+    log.warning("invalid remediation message poisoned: %s", reason,
+                extra={"message_id": message_id})
+
+
+async def handle_message(
+    services: Services,
+    body: bytes | str,
+    *,
+    dequeue_count: int = 1,
+    message_id: str | None = None,
+    max_dequeue_count: int = MAX_DEQUEUE_COUNT,
+) -> MessageOutcome:
+    """Handle one delivery. Raises (RetryableRunError) only when the host should retry."""
+    try:
+        request = parse_request(body)
+        outcome = await dispatch(services, request, dequeue_count=dequeue_count,
+                                 max_dequeue_count=max_dequeue_count)
+    except ValidationError as exc:
+        await poison_invalid(services, body, str(exc), message_id)
+        return MessageOutcome("invalid", str(exc))
+    if outcome.already_done:
+        return MessageOutcome("already-done", "this request id already ran", outcome)
+    return MessageOutcome("ran", outcome.run.reason, outcome)
+
+
+async def dispatch(services: Services, request: RemediationRequest, **kw: Any) -> RunOutcome:
+    """Route by `action`: remediate (default), release, resume."""
+    if request.action == "release":
+        return await release_run(services, request)
+    if request.action == "resume":
+        return await resume_run(services, request, **kw)
+    return await run_request(services, request, **kw)
+
+
+async def resume_run(services: Services, request: RemediationRequest, **kw: Any) -> RunOutcome:
+    """A `resume` message (sent when an approval is decided): continue the run with its
+    original request; the approval gate in the runner decides what may now act."""
+    if not request.run_id:
+        raise ValidationError("a resume request needs runId")
+    run = await services.journal.get_run(safe_key(request.run_id))
+    if run is None:
+        raise ValidationError(f"no run {request.run_id!r} to resume")
+    original = RemediationRequest.model_validate(run.request)
+    return await run_request(services, original, **kw)

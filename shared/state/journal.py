@@ -1,0 +1,356 @@
+"""Run state and the audit trail, in Table storage; evidence documents in Blob storage.
+
+One partition per run holds the run record, one entity per step (so a redelivered message
+resumes after the last finished step), and append-only events. A per-user partition
+indexes runs by user, for deduplication and the sweeps. Nothing secret is ever written
+here: callers pass summaries and change records, never passwords or tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient
+
+from shared.models import StepResult, StepStatus
+from shared.state import partitions
+from shared.state.clock import now
+from shared.state.storage import Storage
+
+MAX_PROPERTY_CHARS = 30_000
+"""Table string properties hold 64 KiB (32K UTF-16 chars); bigger data goes to blobs."""
+_BAD_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+
+
+def safe_key(value: str) -> str:
+    """A Table key from any text: kept when legal and short, else a stable digest."""
+    if value and len(value) <= 200 and not _BAD_KEY.search(value):
+        return value
+    return "h-" + hashlib.sha256(value.encode()).hexdigest()[:40]
+
+
+def user_partition(user_key: str) -> str:
+    return partitions.RUN_INDEX_PREFIX + hashlib.sha256(user_key.lower().encode()).hexdigest()[:40]
+
+
+
+
+def _dump(value: Any) -> str:
+    text = json.dumps(value, default=str, sort_keys=True)
+    if len(text) > MAX_PROPERTY_CHARS:
+        return json.dumps({"truncated": True, "chars": len(text)})
+    return text
+
+
+def _load(text: Any, default: Any) -> Any:
+    if not isinstance(text, str) or not text:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
+
+
+@dataclass
+class RunRecord:
+    """The run as journaled: who, what, where it stands."""
+
+    run_id: str
+    user: str
+    state: str = "running"
+    user_id: str | None = None
+    upn: str | None = None
+    playbook: str | None = None
+    steps: list[str] = field(default_factory=list)
+    request: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=now)
+    updated_at: datetime = field(default_factory=now)
+    finished_at: datetime | None = None
+    reason: str = ""
+    evidence_blob: str = ""
+    dry_run: bool = False
+    attempts: int = 0
+    etag: str | None = None
+
+    def to_entity(self) -> dict[str, Any]:
+        return {
+            "PartitionKey": self.run_id, "RowKey": "run", "user": self.user,
+            "userId": self.user_id or "", "upn": self.upn or "", "state": self.state,
+            "playbook": self.playbook or "", "steps": _dump(self.steps),
+            "request": _dump(self.request), "createdAt": self.created_at,
+            "updatedAt": self.updated_at, "finishedAt": self.finished_at,
+            "reason": self.reason[:4000], "evidenceBlob": self.evidence_blob,
+            "dryRun": self.dry_run, "attempts": self.attempts,
+        }
+
+    @classmethod
+    def from_entity(cls, e: dict[str, Any]) -> RunRecord:
+        return cls(
+            run_id=e["PartitionKey"], user=e.get("user", ""), state=e.get("state", "running"),
+            user_id=e.get("userId") or None, upn=e.get("upn") or None,
+            playbook=e.get("playbook") or None, steps=_load(e.get("steps"), []),
+            request=_load(e.get("request"), {}), created_at=e.get("createdAt") or now(),
+            updated_at=e.get("updatedAt") or now(), finished_at=e.get("finishedAt"),
+            reason=e.get("reason", ""), evidence_blob=e.get("evidenceBlob", ""),
+            dry_run=bool(e.get("dryRun")), attempts=int(e.get("attempts") or 0),
+            etag=(e.metadata or {}).get("etag") if hasattr(e, "metadata") else None,
+        )
+
+
+@dataclass
+class VersionedRow:
+    """A Table row and the ETag it had when read."""
+
+    values: dict[str, Any]
+    etag: str | None
+
+
+class Journal:
+    """Reads and writes run records, step outcomes, events and evidence."""
+
+    def __init__(self, storage: Storage, table: str, container: str) -> None:
+        self._storage = storage
+        self._table_name = table
+        self._container_name = container
+        self._table: TableClient | None = None
+        self._ready = False
+
+    async def ensure(self) -> None:
+        """Create the table and container once per process."""
+        if self._ready:
+            return
+        self._table = self._storage.tables.get_table_client(self._table_name)
+        try:
+            await self._storage.tables.create_table(self._table_name)
+        except ResourceExistsError:
+            pass
+        try:
+            await self._storage.blobs.create_container(self._container_name)
+        except ResourceExistsError:
+            pass
+        self._ready = True
+
+    @property
+    def table(self) -> TableClient:
+        assert self._table is not None, "call ensure() first"
+        return self._table
+
+    # runs -----------------------------------------------------------------------------
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        await self.ensure()
+        try:
+            entity = await self.table.get_entity(run_id, "run")
+        except ResourceNotFoundError:
+            return None
+        return RunRecord.from_entity(entity)
+
+    async def create_run(self, run: RunRecord) -> bool:
+        """Create the run record; False when it already exists (a redelivery)."""
+        await self.ensure()
+        try:
+            await self.table.create_entity(run.to_entity())
+        except ResourceExistsError:
+            return False
+        await self._index_user(run)
+        return True
+
+    async def save_run(self, run: RunRecord) -> None:
+        await self.ensure()
+        run.updated_at = now()
+        await self.table.upsert_entity(run.to_entity())
+        await self._index_user(run)
+
+    async def _index_user(self, run: RunRecord) -> None:
+        for key in {k for k in (run.user_id, run.upn, run.user) if k}:
+            await self.table.upsert_entity({
+                "PartitionKey": user_partition(key), "RowKey": run.run_id,
+                "state": run.state, "createdAt": run.created_at, "updatedAt": now(),
+                "finishedAt": run.finished_at, "playbook": run.playbook or "",
+                "dryRun": run.dry_run,
+            })
+
+    async def runs_for_user(self, user_key: str) -> list[dict[str, Any]]:
+        """Index rows of every run for a user (object id, UPN or the requested name)."""
+        await self.ensure()
+        pk = user_partition(user_key)
+        rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": pk})
+        return [dict(r) async for r in rows]
+
+    async def list_runs(self, *, limit: int = 1000, state: str | None = None) -> list[RunRecord]:
+        """Run records, oldest first (for reports and the stalled-run sweep). `state` filters
+        on the server, so a large table does not hide the runs asked for."""
+        await self.ensure()
+        if state is not None:
+            rows = self.table.query_entities("RowKey eq 'run' and state eq @state",
+                                             parameters={"state": state},
+                                             results_per_page=200)
+        else:
+            rows = self.table.query_entities("RowKey eq 'run'", results_per_page=200)
+        found: list[RunRecord] = []
+        async for row in rows:
+            found.append(RunRecord.from_entity(row))
+            if len(found) >= limit:
+                break
+        return sorted(found, key=lambda r: r.created_at)
+
+    # steps ------------------------------------------------------------------------------
+    async def step_results(self, run_id: str) -> dict[str, StepResult]:
+        await self.ensure()
+        rows = self.table.query_entities(
+            "PartitionKey eq @pk and RowKey ge 'step-' and RowKey lt 'step.'",
+            parameters={"pk": run_id},
+        )
+        out: dict[str, StepResult] = {}
+        async for e in rows:
+            result = StepResult(
+                step=e["step"], status=StepStatus(e["status"]), summary=e.get("summary", ""),
+                changes=_load(e.get("changes"), []), error_code=e.get("errorCode") or None,
+                request_id=e.get("requestId") or None, started_at=e.get("startedAt") or now(),
+                finished_at=e.get("finishedAt"), data=_load(e.get("data"), {}),
+            )
+            out[result.step] = result
+        return out
+
+    async def record_step(self, run_id: str, result: StepResult, attempt: int) -> None:
+        await self.ensure()
+        await self.table.upsert_entity({
+            "PartitionKey": run_id, "RowKey": f"step-{result.step}", "step": result.step,
+            "status": result.status.value, "summary": result.summary[:4000],
+            "changes": _dump(result.changes), "errorCode": result.error_code or "",
+            "requestId": result.request_id or "", "startedAt": result.started_at,
+            "finishedAt": result.finished_at or now(), "attempt": attempt,
+            "data": _dump(result.data),
+        })
+        await self.event(run_id, "step", f"{result.step}: {result.status.value}",
+                         {"summary": result.summary[:1000], "errorCode": result.error_code})
+
+    # events (append-only) ------------------------------------------------------------------
+    async def event(self, partition: str, kind: str, message: str,
+                    data: dict[str, Any] | None = None) -> None:
+        await self.ensure()
+        stamp = now()
+        await self.table.create_entity({
+            "PartitionKey": partition,
+            "RowKey": f"ev-{stamp.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}",
+            "kind": kind, "message": message[:4000], "at": stamp, "data": _dump(data or {}),
+        })
+
+    async def events(self, partition: str) -> list[dict[str, Any]]:
+        await self.ensure()
+        rows = self.table.query_entities(
+            "PartitionKey eq @pk and RowKey ge 'ev-' and RowKey lt 'ev.'",
+            parameters={"pk": partition},
+        )
+        out = [dict(r) async for r in rows]
+        for row in out:
+            row["data"] = _load(row.get("data"), {})
+        return out
+
+    # key-value rows for other features (watermarks, checkpoints, pending unblocks) ---------
+    async def put_item(self, partition: str, row: str, **values: Any) -> None:
+        await self.ensure()
+        await self.table.upsert_entity({"PartitionKey": partition, "RowKey": safe_key(row),
+                                        **values})
+
+    async def get_item(self, partition: str, row: str) -> dict[str, Any] | None:
+        await self.ensure()
+        try:
+            return dict(await self.table.get_entity(partition, safe_key(row)))
+        except ResourceNotFoundError:
+            return None
+
+    async def items(self, partition: str) -> list[dict[str, Any]]:
+        await self.ensure()
+        rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": partition})
+        return [dict(r) async for r in rows]
+
+    async def delete_item(self, partition: str, row: str) -> None:
+        await self.ensure()
+        try:
+            await self.table.delete_entity(partition, safe_key(row))
+        except ResourceNotFoundError:
+            pass
+
+    # conditional rows: every optimistic-concurrency write of the app goes through these ------
+    async def read_row(self, partition: str, row: str) -> VersionedRow | None:
+        """A row with its ETag, for a later conditional write; None when absent."""
+        await self.ensure()
+        try:
+            entity = await self.table.get_entity(partition, safe_key(row))
+        except ResourceNotFoundError:
+            return None
+        return VersionedRow(dict(entity), entity.metadata.get("etag"))
+
+    async def create_row(self, partition: str, row: str, values: dict[str, Any]) -> str | None:
+        """Create the row; its ETag, or None when it exists already (someone was first)."""
+        await self.ensure()
+        try:
+            meta = await self.table.create_entity(
+                {**values, "PartitionKey": partition, "RowKey": safe_key(row)})
+        except ResourceExistsError:
+            return None
+        return meta.get("etag")
+
+    async def write_row_if(self, partition: str, row: str, values: dict[str, Any],
+                           etag: str | None, *, merge: bool = False) -> str | None:
+        """Replace (or merge into) the row only if it still has `etag`; the new ETag, or None
+        when the row changed or vanished meanwhile (another writer won)."""
+        await self.ensure()
+        try:
+            meta = await self.table.update_entity(
+                {**values, "PartitionKey": partition, "RowKey": safe_key(row)},
+                mode=UpdateMode.MERGE if merge else UpdateMode.REPLACE, etag=etag,
+                match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return None
+        except HttpResponseError as exc:
+            if exc.status_code in (404, 409, 412):
+                return None
+            raise
+        return meta.get("etag")
+
+    async def delete_row_if(self, partition: str, row: str, etag: str | None) -> bool:
+        """Delete the row only if it still has `etag`; False when another writer changed it."""
+        await self.ensure()
+        try:
+            await self.table.delete_entity(partition, safe_key(row), etag=etag,
+                                           match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code in (404, 409, 412):
+                return False
+            raise
+        return True
+
+    # evidence -----------------------------------------------------------------------------
+    async def put_evidence(self, run_id: str, name: str, document: dict[str, Any]) -> str:
+        await self.ensure()
+        blob = f"{run_id}/{name}.json"
+        client = self._storage.blobs.get_blob_client(self._container_name, blob)
+        data = json.dumps(document, default=str, indent=2, sort_keys=True).encode()
+        await client.upload_blob(data, overwrite=True)
+        return f"{self._container_name}/{blob}"
+
+    async def get_evidence(self, run_id: str, name: str) -> dict[str, Any] | None:
+        await self.ensure()
+        client = self._storage.blobs.get_blob_client(self._container_name, f"{run_id}/{name}.json")
+        try:
+            stream = await client.download_blob()
+        except ResourceNotFoundError:
+            return None
+        return json.loads(await stream.readall())
