@@ -89,7 +89,7 @@ async def run_demo(user: str, dry_run: bool, as_json: bool, posture: bool = True
     from devtools.localhost import LocalHost
     from functions import runtime
     from shared.models import RemediationRequest
-    from shared.playbook.report import json_text, text_table
+    from shared.playbook.reports import run_json_text, text_table
     from shared.services import Services
     from shared.settings import Settings
     from shared.tenant.credentials import StaticTokenCredential
@@ -131,7 +131,7 @@ async def run_demo(user: str, dry_run: bool, as_json: bool, posture: bool = True
             results = await services.journal.step_results(run_id)
             after = emulator.state()
             if as_json:
-                print(json_text(run, results))
+                print(run_json_text(run, results))
             else:
                 print()
                 print(text_table(run, results))

@@ -34,7 +34,6 @@ log = logging.getLogger("responder.functions.alerts_http")
 ROUTE = "http"
 MAX_BODY_BYTES = 1024 * 1024
 SECRET_HEADER = "x-responder-secret"  # noqa: S105 (a header name, not a secret)
-SECRET_SETTING = "RESPONDER_WEBHOOK_SHARED_SECRET"  # noqa: S105 (a setting name)
 CLIENT_STATE_SETTING = "RESPONDER_GRAPH_CLIENT_STATE"
 MAX_VALIDATION_TOKEN_CHARS = 4096
 
@@ -80,7 +79,6 @@ def _filter_client_state(payload: dict[str, Any], expected: str) -> tuple[Any, i
 
 async def handle(svc: Services, req: func.HttpRequest) -> func.HttpResponse:
     """The whole webhook, testable with a real `func.HttpRequest`."""
-    extra = svc.settings.extra
     if req.method.upper() == "OPTIONS":  # CloudEvents webhook abuse-protection handshake
         origin = req.headers.get("webhook-request-origin")
         if not origin:
@@ -97,7 +95,7 @@ async def handle(svc: Services, req: func.HttpRequest) -> func.HttpResponse:
             return await _refuse(svc, 400, "validationToken is too long")
         return func.HttpResponse(token, status_code=200, mimetype="text/plain")
 
-    secret = extra.get(SECRET_SETTING) or ""
+    secret = svc.settings.webhook_shared_secret
     given = req.headers.get(SECRET_HEADER)
     if secret and given is not None and not _same(given, secret):  # fail before reading
         return await _refuse(svc, 403, f"wrong {SECRET_HEADER} header")
@@ -126,7 +124,7 @@ async def handle(svc: Services, req: func.HttpRequest) -> func.HttpResponse:
         return _json(200, {"validationResponse": code})
 
     if _is_change_notification(payload):
-        expected = (extra.get(CLIENT_STATE_SETTING) or "").strip()
+        expected = svc.settings.graph_client_state
         if not expected:
             return await _refuse(svc, 403, f"Graph change notifications are refused: "
                                  f"{CLIENT_STATE_SETTING} is not set, so clientState cannot be "

@@ -1,5 +1,8 @@
 """Timer triggers: one per sweep, schedules from app settings (6-field NCRONTAB).
 
+The v2 programming model indexes decorated functions, so each sweep has its own function
+(`sweep_<name>`); the `%SETTING%` of its schedule comes from the sweep's registry entry.
+
 Each function is a thin adapter: log the tick, run the sweep once (bounded, under its lease,
 so a tick that arrives while the previous run is still going returns at once), and raise
 when the sweep failed so the failure shows in monitoring. A past-due tick (the app was down
@@ -13,7 +16,7 @@ import logging
 import azure.functions as func
 
 from functions.runtime import services
-from shared.sweeps import run_sweep
+from shared.sweeps import SWEEPS, run_sweep
 
 bp = func.Blueprint()
 log = logging.getLogger("responder.functions.sweeps")
@@ -21,6 +24,11 @@ log = logging.getLogger("responder.functions.sweeps")
 
 class SweepFailed(RuntimeError):
     """The sweep recorded a failure (its report in the journal says why)."""
+
+
+def schedule(name: str) -> str:
+    """The binding expression of a sweep's schedule setting, from its registry entry."""
+    return f"%{SWEEPS[name].schedule_setting}%"
 
 
 async def fire(name: str, timer: func.TimerRequest) -> None:
@@ -33,42 +41,42 @@ async def fire(name: str, timer: func.TimerRequest) -> None:
 
 
 @bp.function_name("sweep_audit")
-@bp.timer_trigger(arg_name="timer", schedule="%RESPONDER_SWEEP_AUDIT_SCHEDULE%",
+@bp.timer_trigger(arg_name="timer", schedule=schedule("audit"),
                   run_on_startup=False, use_monitor=True)
 async def sweep_audit(timer: func.TimerRequest) -> None:
     await fire("audit", timer)
 
 
 @bp.function_name("sweep_risky_users")
-@bp.timer_trigger(arg_name="timer", schedule="%RESPONDER_SWEEP_RISKY_USERS_SCHEDULE%",
+@bp.timer_trigger(arg_name="timer", schedule=schedule("risky_users"),
                   run_on_startup=False, use_monitor=True)
 async def sweep_risky_users(timer: func.TimerRequest) -> None:
     await fire("risky_users", timer)
 
 
 @bp.function_name("sweep_restricted_senders")
-@bp.timer_trigger(arg_name="timer", schedule="%RESPONDER_SWEEP_RESTRICTED_SENDERS_SCHEDULE%",
+@bp.timer_trigger(arg_name="timer", schedule=schedule("restricted_senders"),
                   run_on_startup=False, use_monitor=True)
 async def sweep_restricted_senders(timer: func.TimerRequest) -> None:
     await fire("restricted_senders", timer)
 
 
 @bp.function_name("sweep_stalled_runs")
-@bp.timer_trigger(arg_name="timer", schedule="%RESPONDER_SWEEP_STALLED_RUNS_SCHEDULE%",
+@bp.timer_trigger(arg_name="timer", schedule=schedule("stalled_runs"),
                   run_on_startup=False, use_monitor=True)
 async def sweep_stalled_runs(timer: func.TimerRequest) -> None:
     await fire("stalled_runs", timer)
 
 
 @bp.function_name("sweep_forwarding_rules")
-@bp.timer_trigger(arg_name="timer", schedule="%RESPONDER_SWEEP_FORWARDING_SCHEDULE%",
+@bp.timer_trigger(arg_name="timer", schedule=schedule("forwarding_rules"),
                   run_on_startup=False, use_monitor=True)
 async def sweep_forwarding_rules(timer: func.TimerRequest) -> None:
     await fire("forwarding_rules", timer)
 
 
 @bp.function_name("sweep_secure_score")
-@bp.timer_trigger(arg_name="timer", schedule="%RESPONDER_SWEEP_SECURE_SCORE_SCHEDULE%",
+@bp.timer_trigger(arg_name="timer", schedule=schedule("secure_score"),
                   run_on_startup=False, use_monitor=True)
 async def sweep_secure_score(timer: func.TimerRequest) -> None:
     await fire("secure_score", timer)

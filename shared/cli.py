@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from shared.errors import ResponderError
 from shared.logs import configure_logging
 from shared.models import RemediationRequest
-from shared.playbook.report import json_text, text_table
 from shared.services import Services
 from shared.settings import Settings, SettingsError
 from shared.state.journal import safe_key
+from shared.sweeps.catalogue import SWEEP_NAMES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,8 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     rel.add_argument("--dry-run", action="store_true", help="show what would be undone")
     rel.add_argument("--reason", default="false positive (command line)")
     sw = sub.add_parser("sweep", help="run one timer sweep now (docs/sweeps.md)")
-    sw.add_argument("name", help="audit, risky_users, restricted_senders, stalled_runs, "
-                                 "forwarding_rules, secure_score")
+    sw.add_argument("name", help=", ".join(SWEEP_NAMES))
     sw.add_argument("--dry-run", action="store_true", help="report, change nothing")
     sw.add_argument("--budget", type=int, help="items handled this run (default: policy)")
     sw.add_argument("--json", action="store_true")
@@ -65,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _remediate(args: argparse.Namespace, services: Services) -> int:
+    from shared.playbook import reports
     from shared.playbook.runner import run_request
     from shared.playbook.worker import parse_request
 
@@ -77,8 +77,8 @@ async def _remediate(args: argparse.Namespace, services: Services) -> int:
     # The same validation as a queue message: a typo gives a clear error, not a traceback.
     request = parse_request(json.dumps({k: v for k, v in fields.items() if v is not None}))
     outcome = await run_request(services, request)
-    print(json_text(outcome.run, outcome.results) if args.json
-          else text_table(outcome.run, outcome.results))
+    print(reports.run_json_text(outcome.run, outcome.results) if args.json
+          else reports.text_table(outcome.run, outcome.results))
     return 0 if outcome.run.state == "finished" and not outcome.failed_steps else 1
 
 
@@ -112,12 +112,15 @@ async def _release(args: argparse.Namespace, services: Services) -> int:
 
 
 async def _report_table(args: argparse.Namespace, services: Services) -> int:
+    from shared.playbook import reports
+
     run = await services.journal.get_run(safe_key(args.run_id))
     if run is None:
         print(f"no run {args.run_id!r}", file=sys.stderr)
         return 1
     results = await services.journal.step_results(run.run_id)
-    print(json_text(run, results) if args.json else text_table(run, results))
+    print(reports.run_json_text(run, results) if args.json
+          else reports.text_table(run, results))
     return 0
 
 

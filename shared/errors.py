@@ -6,11 +6,24 @@ record a permanent failure and carry on with independent steps.
 
 from __future__ import annotations
 
+from typing import NotRequired, TypedDict, Unpack
+
 
 class ResponderError(Exception):
     """Base of every error this app raises on purpose."""
 
     retryable: bool = False
+
+
+class ServiceDetails(TypedDict):
+    """The keyword arguments of `ServiceError`: what a support ticket needs of a failed call."""
+
+    service: str
+    status: NotRequired[int | None]
+    code: NotRequired[str | None]
+    request_id: NotRequired[str | None]
+    method: NotRequired[str | None]
+    path: NotRequired[str | None]
 
 
 class ServiceError(ResponderError):
@@ -52,8 +65,9 @@ class Throttled(ServiceError):
 
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 **kw: Unpack[ServiceDetails]) -> None:
+        super().__init__(message, **kw)
         self.retry_after = retry_after
 
 

@@ -107,9 +107,9 @@ def configure_logging(level: int = logging.INFO) -> None:
     _configured = True
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(JsonFormatter())
-        root.addHandler(handler)
+        stream = logging.StreamHandler()
+        stream.setFormatter(JsonFormatter())
+        root.addHandler(stream)
         root.setLevel(level)
     for handler in root.handlers:
         handler.addFilter(RunIdFilter())

@@ -181,6 +181,11 @@ class SweepsPolicy(_Strict):
     secure_score: SecureScoreSweepPolicy = Field(SecureScoreSweepPolicy(), alias="secureScore")
 
 
+def _default_risk_level_playbooks() -> dict[Literal["low", "medium", "high"], str]:
+    """A fresh mapping per Policy (a named function so the keys keep their Literal type)."""
+    return {"high": "full-containment", "medium": "standard", "low": "notify-only"}
+
+
 class Policy(_Strict):
     """The whole policy file."""
 
@@ -192,9 +197,7 @@ class Policy(_Strict):
         }
     )
     risk_level_playbooks: dict[Literal["low", "medium", "high"], str] = Field(
-        default_factory=lambda: {"high": "full-containment", "medium": "standard",
-                                 "low": "notify-only"},
-        alias="riskLevelPlaybooks",
+        default_factory=_default_risk_level_playbooks, alias="riskLevelPlaybooks",
     )
     default_risk_level: Literal["low", "medium", "high"] = Field("high", alias="defaultRiskLevel")
     exclusions: Exclusions = Exclusions()

@@ -23,7 +23,8 @@ from shared.tenant.exchange import ExchangeClient
 from shared.tenant.graph.client import GraphClient, create_graph_client
 from shared.tenant.graph.directory import add_group_members
 from shared.tenant.graph.identity_protection import confirm_compromised
-from shared.tenant.pacing import Aggregator
+from shared.tenant.identity_reads import IdentityReads
+from shared.tenant.pacing import AdaptiveLimit, Aggregator, Pacer
 
 
 @dataclass
@@ -36,10 +37,17 @@ class Services:
     storage: Storage
     journal: Journal
     confirm: Aggregator
-    extras: dict[str, Any] = field(default_factory=dict)
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     """Identifies this process's deliveries in run leases (see Journal.claim_run)."""
     group_adds: dict[str, Aggregator] = field(default_factory=dict)
+    exchange_limit: AdaptiveLimit = field(default_factory=AdaptiveLimit)
+    """Concurrency of Exchange admin calls, shared by every run of the process."""
+    poll_pacer: Pacer | None = None
+    """Spacing of the risk poller's Identity Protection requests, retries included; made
+    by the first poll of the process (shared.intake.poller.pacer_for)."""
+    notify_transport: httpx.AsyncBaseTransport | None = None
+    """Transport of notification webhook deliveries; None = the network (tests inject)."""
+    _identity_reads: IdentityReads | None = None
 
     _ttl_cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
     _ttl_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -56,6 +64,14 @@ class Services:
             value = await loader()
             self._ttl_cache[key] = (now, value)
             return value
+
+    @property
+    def identity_reads(self) -> IdentityReads:
+        """The process's aggregated Identity Protection readers, made on first use and
+        paced by the same gate as confirmCompromised."""
+        if self._identity_reads is None:
+            self._identity_reads = IdentityReads.create(self.graph, self.confirm.gate)
+        return self._identity_reads
 
     def group_adder(self, group_id: str) -> Aggregator:
         """One aggregator per group: concurrent runs share PATCHes of up to 20 members."""

@@ -10,6 +10,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -87,6 +88,12 @@ EXTRA_SETTINGS: tuple[SettingSpec, ...] = (
 )
 
 
+WEBHOOK_SECRET_SETTING = "RESPONDER_WEBHOOK_SECRET"  # noqa: S105 (a setting name)
+"""The default of the policy's notify.webhookSecretSetting."""
+MAX_POLL_MINUTES = 7 * 24 * 60.0
+"""Bound on the poll look-back and overlap (a week)."""
+
+
 class SettingsError(ValueError):
     """A setting is missing or invalid; the message names it."""
 
@@ -125,6 +132,25 @@ def _bool(env: Mapping[str, str], name: str, default: str) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+def _strict_bool(env: Mapping[str, str], name: str) -> bool:
+    """Only `true` turns it on: a setting that grants trust is never read loosely."""
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("true", "false", ""):
+        return raw == "true"
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _float(env: Mapping[str, str], name: str, default: str, lo: float, hi: float) -> float:
+    raw = (env.get(name) or default).strip() or default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+    if not lo <= value <= hi:  # NaN fails this too
+        raise SettingsError(f"{name} must be between {lo:g} and {hi:g}, got {raw!r}")
+    return value
+
+
 def _int(env: Mapping[str, str], name: str, default: str, lo: int, hi: int) -> int:
     raw = (env.get(name) or default).strip()
     try:
@@ -160,8 +186,43 @@ class Settings:
     website_hostname: str = ""
     """Set by Azure App Service / Functions (`WEBSITE_HOSTNAME`): the app's public host, used
     for links (approvals) when no explicit base URL is configured."""
-    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
-    """Raw environment for settings that later features own (schedules, webhooks...)."""
+    # risk-alert intake (docs/intake.md)
+    poll_lookback_minutes: float = 60.0
+    """RESPONDER_POLL_LOOKBACK_MINUTES: how far back the first poll (no watermark) reads."""
+    poll_overlap_minutes: float = 15.0
+    """RESPONDER_POLL_OVERLAP_MINUTES: how far before the watermark each poll re-reads."""
+    webhook_shared_secret: str = field(default="", repr=False)
+    """RESPONDER_WEBHOOK_SHARED_SECRET: optional X-Responder-Secret of the alert webhook."""
+    graph_client_state: str = field(default="", repr=False)
+    """RESPONDER_GRAPH_CLIENT_STATE: clientState of Graph change notifications (unset:
+    change notifications are refused)."""
+    # timer sweeps (docs/sweeps.md)
+    sweeps_dry_run: bool = False
+    """RESPONDER_SWEEPS_DRY_RUN: sweeps report what they would do and change nothing."""
+    sweep_forwarding_enabled: bool = False
+    """RESPONDER_SWEEP_FORWARDING_ENABLED: turns on the opt-in forwarding sweep."""
+    # approvals, notifications (docs/safety.md)
+    approval_secret: str = field(default="", repr=False)
+    """RESPONDER_APPROVAL_SECRET: HMAC key of approve/deny links (too short = unset)."""
+    approval_base_url: str = ""
+    """RESPONDER_APPROVAL_BASE_URL: public URL of the approvals endpoint."""
+    approval_trust_principal_header: bool = False
+    """RESPONDER_APPROVAL_TRUST_PRINCIPAL_HEADER: only `true` (behind App Service
+    Authentication) records the signed-in approver as trusted."""
+    webhook_secret: str = field(default="", repr=False)
+    """RESPONDER_WEBHOOK_SECRET: HMAC key of the generic notification webhook."""
+    notify_timeout_seconds: float = 5.0
+    """RESPONDER_NOTIFY_TIMEOUT_SECONDS: timeout of each webhook delivery."""
+    extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    """Read-only raw RESPONDER_* environment, only for the one setting whose name is chosen
+    at run time (the policy's notify.webhookSecretSetting, read through `secret_named`)."""
+
+    def secret_named(self, name: str) -> str:
+        """The value of the RESPONDER_* setting a policy names (notify.webhookSecretSetting):
+        the default name is the typed field; another name is read as set, unparsed."""
+        if name == WEBHOOK_SECRET_SETTING:
+            return self.webhook_secret
+        return self.extra.get(name, "")
 
     @property
     def loopback_only(self) -> bool:
@@ -228,5 +289,21 @@ class Settings:
             ),
             max_attempts=_int(env, "RESPONDER_MAX_ATTEMPTS", "6", 1, 20),
             website_hostname=(env.get("WEBSITE_HOSTNAME") or "").strip(),
-            extra={k: v for k, v in env.items() if k.startswith("RESPONDER_")},
+            poll_lookback_minutes=_float(env, "RESPONDER_POLL_LOOKBACK_MINUTES", "60",
+                                         0.0, MAX_POLL_MINUTES),
+            poll_overlap_minutes=_float(env, "RESPONDER_POLL_OVERLAP_MINUTES", "15",
+                                        0.0, MAX_POLL_MINUTES),
+            webhook_shared_secret=env.get("RESPONDER_WEBHOOK_SHARED_SECRET") or "",
+            graph_client_state=(env.get("RESPONDER_GRAPH_CLIENT_STATE") or "").strip(),
+            sweeps_dry_run=_bool(env, "RESPONDER_SWEEPS_DRY_RUN", "false"),
+            sweep_forwarding_enabled=_bool(env, "RESPONDER_SWEEP_FORWARDING_ENABLED", "false"),
+            approval_secret=env.get("RESPONDER_APPROVAL_SECRET") or "",
+            approval_base_url=(env.get("RESPONDER_APPROVAL_BASE_URL") or "").strip(),
+            approval_trust_principal_header=_strict_bool(
+                env, "RESPONDER_APPROVAL_TRUST_PRINCIPAL_HEADER"),
+            webhook_secret=env.get(WEBHOOK_SECRET_SETTING) or "",
+            notify_timeout_seconds=_float(env, "RESPONDER_NOTIFY_TIMEOUT_SECONDS", "5",
+                                          0.5, 30.0),
+            extra=MappingProxyType({k: v for k, v in env.items()
+                                    if k.startswith("RESPONDER_")}),
         )

@@ -62,11 +62,21 @@ def effective_level(signal: RiskSignal, hidden_level: ActionableLevel = HIDDEN_L
 
 def _risk_state(raw: dict[str, Any]) -> str:
     """riskState from a Graph object or a diagnostic record's properties (any case)."""
-    for holder in (raw, raw.get("properties") if isinstance(raw.get("properties"), dict) else {}):
+    properties = raw.get("properties")
+    holders = (raw, properties) if isinstance(properties, dict) else (raw,)
+    for holder in holders:
         for key, value in holder.items():
             if isinstance(key, str) and key.lower() == "riskstate" and isinstance(value, str):
                 return "".join(ch for ch in value.lower() if ch.isalnum())
     return ""
+
+
+def _policy_key(level: str) -> ActionableLevel | None:
+    """`level` as a key of the policy's riskLevelPlaybooks, or None when it cannot be one."""
+    match level:
+        case "low" | "medium" | "high":
+            return level
+    return None
 
 
 def request_id_for(user_key: str, level: str, basis: str) -> str:
@@ -103,7 +113,8 @@ def decide(
     if state in _SETTLED_STATES:
         return Refusal("settled", f"detection is already {state}: nothing to remediate", signal)
     level = effective_level(signal, hidden_level)
-    playbook = policy.risk_level_playbooks.get(level)  # type: ignore[call-overload]
+    key = _policy_key(level)
+    playbook = policy.risk_level_playbooks.get(key) if key is not None else None
     if playbook is None:
         return Refusal("unknown_playbook", f"no playbook for risk level {level!r} in the policy",
                        signal)

@@ -16,7 +16,8 @@ Rules (window = `policy.dedupe_minutes`):
 - each (user, detection id) pair is remembered after handling, so a detection seen again
   later (another route, a poll overlap, a retried trigger) is not handled twice.
 
-Rows live in the journal table under their own partitions; they are small and not secret.
+Rows live in the journal table under their own partitions and are written through the
+journal's conditional-row API; they are small and not secret.
 """
 
 from __future__ import annotations
@@ -26,17 +27,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
-
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
-from azure.data.tables.aio import TableClient
+from typing import TYPE_CHECKING, Any, Literal
 
 from shared.errors import ResponderError
 from shared.intake.decision import LEVEL_RANK
 from shared.models import RemediationRequest
 from shared.state import partitions
+
+if TYPE_CHECKING:
+    from shared.state.journal import Journal, VersionedRow
 
 USERS_PARTITION = partitions.INTAKE_USERS
 DETECTIONS_PARTITION = partitions.INTAKE_DETECTIONS
@@ -44,6 +43,8 @@ STALE_RESERVATION = timedelta(minutes=2)
 """A reservation older than this without an enqueue is presumed dead and taken over."""
 MAX_ATTEMPTS = 25
 """ETag conflicts retried this many times before giving up (never loops forever)."""
+ANY_ETAG = "*"
+"""Matches whatever version the row has: a replace that only needs the row to exist."""
 
 AdmissionKind = Literal["new", "upgrade", "takeover", "duplicate"]
 
@@ -81,31 +82,26 @@ class Admission:
 
 
 class Deduper:
-    """Per-user windows and per-detection memory over one Table storage table."""
+    """Per-user windows and per-detection memory, in the journal's table."""
 
-    def __init__(self, table: TableClient, *, window_minutes: float) -> None:
-        self.table = table
+    def __init__(self, journal: Journal, *, window_minutes: float) -> None:
+        self.journal = journal
         self.window = timedelta(minutes=window_minutes)
 
     # detections ---------------------------------------------------------------------------
     async def detection_handled(self, user_key: str, detection_id: str, level: str) -> bool:
         """True when this user's detection was already handled at this level or higher."""
-        try:
-            row = await self.table.get_entity(DETECTIONS_PARTITION, row_key(user_key,
-                                                                            detection_id))
-        except ResourceNotFoundError:
-            return False
-        return _rank(row.get("level")) >= _rank(level)
+        row = await self.journal.read_row(DETECTIONS_PARTITION, row_key(user_key, detection_id))
+        return row is not None and _rank(row.values.get("level")) >= _rank(level)
 
     async def mark_detection(self, user_key: str, detection_id: str, level: str, outcome: str,
                              now: datetime, source: str = "") -> None:
         """Remember that this detection was handled (after the fact, so a crash re-handles)."""
-        await self.table.upsert_entity({
-            "PartitionKey": DETECTIONS_PARTITION,
-            "RowKey": row_key(user_key, detection_id),
-            "detectionId": detection_id[:1000], "level": level, "outcome": outcome,
-            "source": source[:200], "at": now,
-        }, mode=UpdateMode.REPLACE)
+        # Every write sets the same properties, so the journal's (merging) upsert leaves
+        # exactly what a replace would.
+        await self.journal.put_item(DETECTIONS_PARTITION, row_key(user_key, detection_id),
+                                    detectionId=detection_id[:1000], level=level,
+                                    outcome=outcome, source=source[:200], at=now)
 
     # users --------------------------------------------------------------------------------
     async def admit(self, request: RemediationRequest, user_key: str,
@@ -118,19 +114,19 @@ class Deduper:
         level = request.risk_level or "high"
         key = row_key(user_key)
         for _ in range(MAX_ATTEMPTS):
-            row = await self._get(key)
-            if row is None:
+            found = await self._get(key)
+            if found is None:
                 alias = await self._live_alias(aliases, level, now)
                 if alias is not None:
                     return self._duplicate(request, alias, key)
                 admission = self._new_window(request, user_key, key, level, now, None)
-                try:
-                    meta = await self.table.create_entity(self._entity(admission, user_key, now))
-                except ResourceExistsError:
-                    continue
-                admission.etag = meta.get("etag")
+                created = await self.journal.create_row(
+                    USERS_PARTITION, key, self._entity(admission, user_key, now))
+                if created is None:
+                    continue  # another instance created the row first: re-read it
+                admission.etag = created
                 return admission
-            etag = row.metadata.get("etag") if hasattr(row, "metadata") else None
+            row, etag = found.values, found.etag
             if not self._live(row, now):
                 admission = self._new_window(request, user_key, key, level, now, dict(row))
             elif _rank(level) > _rank(row.get("level")):
@@ -152,68 +148,67 @@ class Deduper:
                                           key=key, previous=dict(row))
             else:
                 return self._duplicate(request, row, key)
-            try:
-                meta = await self.table.update_entity(
-                    self._entity(admission, user_key, now, row), mode=UpdateMode.REPLACE,
-                    etag=etag, match_condition=MatchConditions.IfNotModified)
-            except (ResourceModifiedError, ResourceNotFoundError):
-                continue
-            admission.etag = meta.get("etag")
+            written = await self.journal.write_row_if(
+                USERS_PARTITION, key, self._entity(admission, user_key, now, row), etag)
+            if written is None:
+                continue  # another instance changed the row since it was read: re-read it
+            admission.etag = written
             return admission
         raise DedupeConflict(f"gave up after {MAX_ATTEMPTS} concurrent updates of one user row")
 
     async def confirm(self, admission: Admission, aliases: Sequence[str], now: datetime) -> None:
         """Mark the reservation enqueued, and point alias keys (the UPN) at the same window."""
-        try:
-            await self.table.update_entity(
-                {"PartitionKey": USERS_PARTITION, "RowKey": admission.key, "state": "enqueued",
-                 "updatedAt": now},
-                mode=UpdateMode.MERGE, etag=admission.etag,
-                match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError):
-            pass  # a newer upgrade replaced the row; its writer confirms it
+        # None (not written) means a newer upgrade replaced the row; its writer confirms it.
+        await self.journal.write_row_if(USERS_PARTITION, admission.key,
+                                        {"state": "enqueued", "updatedAt": now},
+                                        admission.etag, merge=True)
         for alias in aliases:
             akey = row_key(alias)
             if akey == admission.key:
                 continue
-            row = await self._get(akey)
-            if row is not None and self._live(row, now) and _rank(row.get("level")) >= _rank(
-                    admission.request.risk_level):
+            found = await self._get(akey)
+            if found is not None and self._live(found.values, now) and _rank(
+                    found.values.get("level")) >= _rank(admission.request.risk_level):
                 continue
-            await self.table.upsert_entity({
-                "PartitionKey": USERS_PARTITION, "RowKey": akey, "userKey": alias[:1000],
-                "level": admission.request.risk_level or "high",
+            await self._replace(akey, {
+                "userKey": alias[:1000], "level": admission.request.risk_level or "high",
                 "windowStart": now, "requestId": admission.request.request_id or "",
                 "state": "alias", "updatedAt": now, "aliasOf": admission.key,
-            }, mode=UpdateMode.REPLACE)
+            }, exists=found is not None)
 
     async def release(self, admission: Admission) -> None:
         """Undo a reservation whose enqueue failed, so a retry of the trigger can enqueue."""
-        try:
-            if admission.previous is None:
-                await self.table.delete_entity(
-                    USERS_PARTITION, admission.key, etag=admission.etag,
-                    match_condition=MatchConditions.IfNotModified)
-            else:
-                await self.table.update_entity(
-                    admission.previous, mode=UpdateMode.REPLACE, etag=admission.etag,
-                    match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError):
-            pass
+        # Conditional on this admission's ETag: a row someone changed since is left alone.
+        if admission.previous is None:
+            await self.journal.delete_row_if(USERS_PARTITION, admission.key, admission.etag)
+        else:
+            await self.journal.write_row_if(USERS_PARTITION, admission.key, admission.previous,
+                                            admission.etag)
 
     # helpers ------------------------------------------------------------------------------
-    async def _get(self, key: str) -> Any:
-        try:
-            return await self.table.get_entity(USERS_PARTITION, key)
-        except ResourceNotFoundError:
-            return None
+    async def _get(self, key: str) -> VersionedRow | None:
+        return await self.journal.read_row(USERS_PARTITION, key)
 
-    async def _live_alias(self, aliases: Sequence[str], level: str, now: datetime) -> Any:
+    async def _replace(self, key: str, values: dict[str, Any], *, exists: bool) -> None:
+        """Write the whole row whatever its version (last writer wins): replace it when it
+        exists, create it when not, and try the other way when a racer got in between."""
+        for _ in range(MAX_ATTEMPTS):
+            if exists:
+                if await self.journal.write_row_if(USERS_PARTITION, key, values,
+                                                   ANY_ETAG) is not None:
+                    return
+            elif await self.journal.create_row(USERS_PARTITION, key, values) is not None:
+                return
+            exists = not exists
+        raise DedupeConflict(f"gave up after {MAX_ATTEMPTS} concurrent writes of one alias row")
+
+    async def _live_alias(self, aliases: Sequence[str], level: str,
+                          now: datetime) -> dict[str, Any] | None:
         for alias in aliases:
-            row = await self._get(row_key(alias))
-            if row is not None and self._live(row, now) and _rank(row.get("level")) >= _rank(
-                    level):
-                return row
+            found = await self._get(row_key(alias))
+            if found is not None and self._live(found.values, now) and _rank(
+                    found.values.get("level")) >= _rank(level):
+                return found.values
         return None
 
     def _live(self, row: Any, now: datetime) -> bool:
@@ -255,7 +250,6 @@ class Deduper:
         keeps_window = admission.kind in ("upgrade", "takeover") and row is not None
         window_start = row["windowStart"] if keeps_window else now
         return {
-            "PartitionKey": USERS_PARTITION, "RowKey": admission.key,
             "userKey": user_key[:1000], "level": admission.request.risk_level or "high",
             "windowStart": window_start, "requestId": admission.request.request_id or "",
             "state": "reserved", "reservedAt": now, "updatedAt": now,

@@ -173,7 +173,7 @@ async def intake_signals(services: Services, signals: Iterable[RiskSignal], *, r
     if not by_user:
         return outcome
     await services.journal.ensure()
-    deduper = Deduper(services.journal.table, window_minutes=services.policy.dedupe_minutes)
+    deduper = Deduper(services.journal, window_minutes=services.policy.dedupe_minutes)
     gate = asyncio.Semaphore(CONCURRENCY)
     member_cache: dict[str, str | None] = {}
 

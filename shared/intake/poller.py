@@ -11,16 +11,14 @@ Why it is shaped like this:
   deterministic ids.
 - **At most one Identity Protection request per second**, retries included: a pacing
   transport sits *under* the retry transport of this poller's Graph client, and its clock
-  is shared by every poll in the process (kept in `Services.extras`).
+  is shared by every poll in the process (`Services.poll_pacer`).
 - **No overlapping runs.** A lease row with an expiry is taken with ETag-conditional writes;
   a run that finds a live lease does nothing. A crashed holder's lease simply expires.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +40,7 @@ from shared.state import partitions
 from shared.state.lease import Lease as SharedLease
 from shared.tenant.graph.client import GraphClient, create_graph_client
 from shared.tenant.graph.identity_protection import PERM_DETECTIONS_READ, detections_since
+from shared.tenant.pacing import Pacer
 
 log = logging.getLogger("responder.poller")
 
@@ -58,31 +57,8 @@ LOCK_ROW = "lock"
 IDENTITY_PROTECTION_INTERVAL = 1.0
 """Seconds between Identity Protection requests (its documented limit: 1 per second)."""
 DEFAULT_PAGE_SIZE = 200
-DEFAULT_LOOKBACK_MINUTES = 60.0
-DEFAULT_OVERLAP_MINUTES = 15.0
 DEFAULT_LEASE_SECONDS = 600.0
 """Longer than any run (host.json functionTimeout is 10 minutes); renewed after each page."""
-_PACER_KEY = "identity_protection_pacer"
-
-
-class Pacer:
-    """Spaces requests at least `interval` apart, from the end of one to the start of the
-    next (so network jitter cannot squeeze two into one second at the server)."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._lock = asyncio.Lock()
-        self._last_end = float("-inf")
-
-    async def run(self, send: Any) -> Any:
-        async with self._lock:
-            wait = self._last_end + self.interval - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            try:
-                return await send()
-            finally:
-                self._last_end = time.monotonic()
 
 
 class PacedTransport(httpx.AsyncBaseTransport):
@@ -109,10 +85,9 @@ class PacedTransport(httpx.AsyncBaseTransport):
 
 def pacer_for(services: Services, interval: float = IDENTITY_PROTECTION_INTERVAL) -> Pacer:
     """The process-wide Identity Protection pacer of these services."""
-    pacer = services.extras.get(_PACER_KEY)
-    if not isinstance(pacer, Pacer):
-        pacer = services.extras[_PACER_KEY] = Pacer(interval)
-    return pacer
+    if services.poll_pacer is None:
+        services.poll_pacer = Pacer(interval)
+    return services.poll_pacer
 
 
 def paced_graph(services: Services, *, interval: float = IDENTITY_PROTECTION_INTERVAL,
@@ -155,16 +130,6 @@ class Lease(SharedLease):
 
 class LeaseLost(ResponderError):
     """Another run took over the lease; this one stops without moving the watermark."""
-
-
-def _minutes(services: Services, name: str, default: float) -> float:
-    raw = (services.settings.extra.get(name) or "").strip()
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        log.warning("%s=%r is not a number; using %s", name, raw, default)
-        return default
-    return min(max(value, 0.0), 7 * 24 * 60.0)
 
 
 async def read_watermark(services: Services) -> datetime | None:
@@ -210,11 +175,9 @@ async def poll_once(
     client = graph or paced_graph(services, interval=interval)
     try:
         return await _poll(services, client, lease, page_size,
-                           _minutes(services, "RESPONDER_POLL_LOOKBACK_MINUTES",
-                                    DEFAULT_LOOKBACK_MINUTES)
+                           services.settings.poll_lookback_minutes
                            if lookback_minutes is None else lookback_minutes,
-                           _minutes(services, "RESPONDER_POLL_OVERLAP_MINUTES",
-                                    DEFAULT_OVERLAP_MINUTES)
+                           services.settings.poll_overlap_minutes
                            if overlap_minutes is None else overlap_minutes)
     finally:
         if own_graph:

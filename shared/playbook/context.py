@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from shared.models import RemediationRequest, StepResult, StepStatus
 from shared.tenant import exchange as exo
-from shared.tenant.graph import auth_methods, directory, identity_protection, mail
-from shared.tenant.pacing import AdaptiveLimit, Aggregator, LimitedExchange
+from shared.tenant.graph import auth_methods, directory, mail
+from shared.tenant.pacing import LimitedExchange
 
 if TYPE_CHECKING:
     from shared.policy import Policy
@@ -24,41 +24,6 @@ if TYPE_CHECKING:
     from shared.tenant.exchange import ExchangeClient
     from shared.tenant.graph.client import GraphClient
     from shared.tenant.graph.directory import DirectoryUser
-
-
-@dataclass
-class IdentityReads:
-    """Identity Protection reads aggregated across the process's concurrent runs, paced by
-    the same gate as confirmCompromised (one request per second per tenant for all)."""
-
-    risky: Aggregator
-    detections: Aggregator
-
-
-def identity_reads(services: Services) -> IdentityReads:
-    """The process's aggregated Identity Protection readers (kept in `services.extras`)."""
-    reads = services.extras.get("identity_reads")
-    if reads is None:
-        gate = services.confirm.gate
-        graph = services.graph  # reads only: safe in a dry run too
-
-        async def risky(ids: Any) -> Any:
-            return await identity_protection.risky_users_by_id(graph, list(ids))
-
-        async def detections(ids: Any) -> Any:
-            return await identity_protection.detections_by_user(graph, list(ids))
-
-        reads = IdentityReads(
-            Aggregator(risky, window=READ_WINDOW, max_ids=identity_protection.IDS_PER_READ,
-                       gate=gate),
-            Aggregator(detections, window=READ_WINDOW,
-                       max_ids=identity_protection.IDS_PER_READ, gate=gate))
-        services.extras["identity_reads"] = reads
-    return reads
-
-
-READ_WINDOW = 0.2
-"""Seconds a risk read waits for other runs' reads to share its call."""
 
 
 @dataclass
@@ -102,11 +67,8 @@ class StepContext:
 
     @property
     def exchange(self) -> ExchangeClient:
-        limit = self.services.extras.get("exchange_limit")
-        if limit is None:
-            limit = self.services.extras["exchange_limit"] = AdaptiveLimit()
         client = self.services.exchange.view(read_only=self.dry_run)
-        return LimitedExchange(client, limit)  # type: ignore[return-value]
+        return LimitedExchange(client, self.services.exchange_limit)  # type: ignore[return-value]
 
     @property
     def policy(self) -> Policy:
@@ -175,11 +137,11 @@ class StepContext:
 
     async def risky_user(self) -> dict[str, Any] | None:
         return await self.cached(
-            "risky_user", lambda: identity_reads(self.services).risky.submit(self.user.id))
+            "risky_user", lambda: self.services.identity_reads.risky.submit(self.user.id))
 
     async def risk_detections(self) -> list[dict[str, Any]]:
         async def load() -> list[dict[str, Any]]:
-            return await identity_reads(self.services).detections.submit(self.user.id) or []
+            return await self.services.identity_reads.detections.submit(self.user.id) or []
 
         return await self.cached("risk_detections", load)
 

@@ -1,26 +1,33 @@
-"""The step registry: one declaration per step, read by the runner, the docs and infra.
+"""The step registry: one declaration per step, read by the runner, the release, the docs
+and infra.
 
 Each step is a small class that declares its name, the rights it needs, whether it is
-disruptive, how it is undone, and two methods: `plan` (reads the real current state and
-says what it would change) and `apply` (changes it). Dry run is the runner's choice: it
-calls `plan` only. Declaring a step also declares its permissions (shared.permissions).
-The shipped steps are registered by importing `shared.playbook.catalogue`.
+disruptive, and three methods: `plan` (reads the real current state and says what it would
+change), `apply` (changes it) and `undo` (what a release does about those changes). Dry run
+is the runner's choice: it calls `plan` only. A step whose change a release leaves in place
+says why instead (`cannot_undo` or `kept`). Declaring a step also declares its permissions
+(shared.permissions). The shipped steps are registered by importing
+`shared.playbook.catalogue`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, ClassVar
 
+from shared.models import StepStatus
 from shared.permissions import declare
+from shared.playbook.undo import ReleaseContext, Undo, finished_changes
 
 if TYPE_CHECKING:
     from shared.models import StepResult
     from shared.playbook.context import Plan, StepContext
 
 
-
 class Step:
-    """Base of every step. Subclasses set the class attributes and implement plan/apply."""
+    """Base of every step. Subclasses set the class attributes and implement plan/apply,
+    and either implement `undo` or declare why a release leaves their change alone."""
 
     name: ClassVar[str]
     graph_permissions: ClassVar[tuple[str, ...]] = ()
@@ -29,7 +36,18 @@ class Step:
     disruptive: ClassVar[bool] = False
     """Disruptive steps wait for approval on privileged users."""
     reversible: ClassVar[str] = ""
-    """How a release undoes it, or why it cannot be undone."""
+    """How a release undoes it, or why it cannot be undone (for people: docs, reports)."""
+    cannot_undo: ClassVar[str] = ""
+    """Why a release cannot give this step's change back; reported as `cannotUndo:<name>`.
+    A text starting with "cannot" names a real loss (the released run's reason lists it)."""
+    kept: ClassVar[str] = ""
+    """Why a release deliberately leaves this step's change in place; reported as
+    `kept:<name>`."""
+    changes_nothing: ClassVar[bool] = False
+    """The step only reads or reports: there is nothing in the tenant to undo."""
+    undo_order: ClassVar[int] = 100
+    """Where this step's items come in a release, lower first (ties: registration order);
+    items that restore something always come before those that only report."""
     dry_run_description: ClassVar[str] = ""
     after: ClassVar[tuple[str, ...]] = ("collect_evidence",)
     """Steps that must finish first when they are in the same run (ordering only)."""
@@ -42,15 +60,42 @@ class Step:
     async def apply(self, ctx: StepContext, plan: Plan) -> StepResult:
         raise NotImplementedError
 
+    async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
+        """What a release does about this step, from the run's record of it.
+
+        `result` is None when the step was not in the run. The default: nothing to undo,
+        or, when the step changed something, the declared reason it stays (`cannot_undo`,
+        `kept`) as a report-only item. Override it beside `apply` to restore the change.
+        """
+        changes = finished_changes(result)
+        if not changes:
+            return []
+        if self.cannot_undo:
+            return [Undo(f"cannotUndo:{self.name}", f"{self.name}: {self.cannot_undo}",
+                         status=StepStatus.SKIPPED, changes=changes)]
+        if self.kept:
+            return [Undo(f"kept:{self.name}", f"{self.name}: {self.kept}",
+                         status=StepStatus.SKIPPED)]
+        return []
+
+
+def undoes(cls: type[Step]) -> bool:
+    """Whether the step implements its own undo (rather than the default)."""
+    return cls.undo is not Step.undo
+
 
 REGISTRY: dict[str, type[Step]] = {}
 
 
-def register(cls: type[Step]) -> type[Step]:
-    """Class decorator: add a step to the registry and declare its rights."""
+def _add(cls: type[Step]) -> None:
     if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
         raise ValueError(f"step {cls.name!r} registered twice")
     REGISTRY[cls.name] = cls
+
+
+def register(cls: type[Step]) -> type[Step]:
+    """Class decorator: add a step to the registry and declare its rights."""
+    _add(cls)
     declare(
         f"step:{cls.name}",
         graph=cls.graph_permissions,
@@ -59,6 +104,23 @@ def register(cls: type[Step]) -> type[Step]:
         why=(cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
     )
     return cls
+
+
+@contextmanager
+def registered(*classes: type[Step]) -> Iterator[None]:
+    """Register steps for the duration of a block (tests), then restore the registry.
+
+    The steps' rights are not declared: a step that exists only for a while is not part of
+    the deployed identity (infra/permissions.json is generated from the shipped steps).
+    """
+    saved = dict(REGISTRY)
+    try:
+        for cls in classes:
+            _add(cls)
+        yield
+    finally:
+        REGISTRY.clear()
+        REGISTRY.update(saved)
 
 
 def get_step(name: str) -> Step:

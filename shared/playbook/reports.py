@@ -6,6 +6,9 @@ It shows a timeline from the signal to the last step, what changed (from what to
 what a release undid and what cannot be undone, and where the evidence is. Every value is
 HTML-escaped in the page (user input such as rule names and UPNs ends up here), and every
 text passes the log redaction as a last line of defence; the journal holds no secrets.
+
+The CLI and the demo also print a run straight from its record and step results, before (or
+without) loading the rest: `text_table` for the terminal, `run_json` / `run_json_text`.
 """
 
 from __future__ import annotations
@@ -19,12 +22,18 @@ from typing import TYPE_CHECKING, Any
 from shared.logs import redact
 from shared.models import StepResult
 from shared.playbook.release import RELEASE_ROW, items_from_record
-from shared.playbook.report import _MARK
 from shared.safety import approvals
 from shared.state.journal import RunRecord, safe_key
 
 if TYPE_CHECKING:
     from shared.services import Services
+
+_MARK = {
+    "done": "done", "nothing_to_do": "nothing to do", "skipped": "skipped",
+    "failed": "FAILED", "planned": "would do", "waiting_approval": "waiting approval",
+    "partial": "partial",
+}
+"""How each step status reads in a report."""
 
 
 @dataclass
@@ -171,6 +180,56 @@ def as_json(report: RunReport) -> dict[str, Any]:
 
 def json_text(report: RunReport) -> str:
     return json.dumps(as_json(report), indent=2, default=str)
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def text_table(run: RunRecord, results: dict[str, StepResult], *, width: int = 150) -> str:
+    """A fixed-width table for the terminal: step, outcome, what changed or why not."""
+    lines = [
+        f"run {run.run_id}  user {run.upn or run.user} ({run.user_id or '?'})",
+        f"state {run.state}{'  (dry run)' if run.dry_run else ''}  playbook {run.playbook}",
+    ]
+    if run.reason:
+        lines.append(f"reason: {run.reason}")
+    if run.evidence_blob:
+        lines.append(f"evidence: {run.evidence_blob}")
+    name_w = max([len(s) for s in run.steps] + [4])
+    lines.append("")
+    lines.append(f"{'step'.ljust(name_w)}  {'outcome'.ljust(16)}  detail")
+    lines.append(f"{'-' * name_w}  {'-' * 16}  {'-' * 40}")
+    for name in run.steps:
+        r = results.get(name)
+        outcome = _MARK.get(r.status.value, r.status.value) if r else "not run"
+        detail = (r.summary if r else "") or ""
+        if r and r.request_id:
+            detail += f" [request-id {r.request_id}]"
+        lines.append(f"{name.ljust(name_w)}  {outcome.ljust(16)}  "
+                     f"{_clip(detail, max(20, width - name_w - 20))}")
+    return "\n".join(lines)
+
+
+def run_json(run: RunRecord, results: dict[str, StepResult]) -> dict[str, Any]:
+    """A run and its step results as JSON (the CLI's --json), without the timeline."""
+    return {
+        "runId": run.run_id, "user": run.user, "userId": run.user_id, "upn": run.upn,
+        "state": run.state, "reason": run.reason, "playbook": run.playbook,
+        "dryRun": run.dry_run, "evidence": run.evidence_blob,
+        "createdAt": run.created_at.isoformat(),
+        "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
+        "steps": [
+            {"step": n, **(results[n].model_dump(mode="json") if n in results
+                           else {"status": "not_run"})}
+            for n in run.steps
+        ],
+    }
+
+
+def run_json_text(run: RunRecord, results: dict[str, StepResult]) -> str:
+    return json.dumps(run_json(run, results), indent=2, default=str)
 
 
 def _md(value: Any) -> str:

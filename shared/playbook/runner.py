@@ -16,18 +16,18 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from shared.errors import NotFound, ResponderError, ServiceError, ValidationError
 from shared.logs import run_context
 from shared.models import FINISHED_STEP_STATES, RemediationRequest, StepResult, StepStatus
-from shared.playbook.catalogue import STEP_NAMES, check_policy
+from shared.playbook.catalogue import check_policy
 from shared.playbook.context import StepContext
-from shared.playbook.registry import get_step
+from shared.playbook.registry import REGISTRY, Step, get_step
 from shared.safety import approvals, notify
 from shared.safety.exclusions import exclusion_reason
 from shared.services import Services
-from shared.state.journal import RunRecord, now, safe_key
+from shared.state.clock import now
+from shared.state.journal import RunRecord, safe_key
 from shared.state.lease import Lease
 from shared.tenant.graph import directory
 
@@ -62,7 +62,7 @@ def choose_steps(request: RemediationRequest, services: Services) -> tuple[str, 
     """The playbook name and its steps, with collect_evidence always first."""
     policy = check_policy(services.policy)
     if request.actions:
-        unknown = [a for a in request.actions if a not in STEP_NAMES]
+        unknown = [a for a in request.actions if a not in REGISTRY]
         if unknown:
             raise ValidationError(f"unknown step names in actions: {unknown}")
         name, steps = "custom", list(dict.fromkeys(request.actions))
@@ -309,7 +309,7 @@ async def _execute(ctx: StepContext, name: str, attempt: int) -> ServiceError | 
     return retry
 
 
-async def _plan_and_apply(ctx: StepContext, step: Any) -> StepResult:
+async def _plan_and_apply(ctx: StepContext, step: Step) -> StepResult:
     if step.name == "collect_evidence":
         # Evidence is read-only: it runs in dry runs too, so the report has the facts.
         return await step.apply(ctx, await step.plan(ctx))

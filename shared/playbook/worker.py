@@ -22,7 +22,8 @@ from shared.playbook.release import release_run
 from shared.playbook.runner import RunOutcome, run_request
 from shared.services import Services
 from shared.state import partitions
-from shared.state.journal import now, safe_key
+from shared.state.clock import now
+from shared.state.journal import safe_key
 from shared.state.storage import poison_queue_name
 
 log = logging.getLogger("responder.worker")

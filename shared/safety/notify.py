@@ -48,8 +48,6 @@ SIGNATURE_HEADER = "X-Responder-Signature"
 TIMESTAMP_HEADER = "X-Responder-Timestamp"
 EVENT_HEADER = "X-Responder-Event"
 DELIVERY_HEADER = "X-Responder-Delivery"
-TIMEOUT_SETTING = "RESPONDER_NOTIFY_TIMEOUT_SECONDS"
-DEFAULT_TIMEOUT = 5.0
 NOTIFICATIONS_PARTITION = partitions.NOTIFICATIONS
 """Journal partition for deliveries that belong to no run (sweep findings)."""
 EVENTS = ("run.finished", "run.failed", "run.released", "approval.needed",
@@ -122,15 +120,6 @@ def verify_signature(secret: str, timestamp: str, body: bytes, signature: str, *
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
-def _timeout(services: Services) -> float:
-    raw = services.settings.extra.get(TIMEOUT_SETTING, "")
-    try:
-        value = float(raw) if raw else DEFAULT_TIMEOUT
-    except ValueError:
-        value = DEFAULT_TIMEOUT
-    return min(max(value, 0.5), 30.0)
-
-
 def _text(note: Notification) -> str:
     lines = [note.title, "", *note.lines]
     if note.facts:
@@ -185,9 +174,9 @@ def webhook_body(note: Notification) -> bytes:
 
 async def _post(services: Services, url: str, body: bytes,
                 headers: dict[str, str]) -> httpx.Response:
-    transport = services.extras.get("notify_transport")
-    async with httpx.AsyncClient(timeout=_timeout(services), follow_redirects=False,
-                                 trust_env=False, transport=transport) as client:
+    async with httpx.AsyncClient(timeout=services.settings.notify_timeout_seconds,
+                                 follow_redirects=False, trust_env=False,
+                                 transport=services.notify_transport) as client:
         return await client.post(url, content=body,
                                  headers={"Content-Type": "application/json", **headers})
 
@@ -214,7 +203,7 @@ async def _teams(services: Services, note: Notification) -> Delivery:
 async def _webhook(services: Services, note: Notification) -> Delivery:
     cfg = services.policy.notify
     url = check_url(cfg.webhook_url or "")
-    secret = services.settings.extra.get(cfg.webhook_secret_setting, "")
+    secret = services.settings.secret_named(cfg.webhook_secret_setting)
     if not secret:
         return Delivery("webhook", False, f"not sent: the app setting "
                         f"{cfg.webhook_secret_setting} (webhook secret) is not set; unsigned "

@@ -353,4 +353,5 @@ class Journal:
             stream = await client.download_blob()
         except ResourceNotFoundError:
             return None
-        return json.loads(await stream.readall())
+        document: dict[str, Any] = json.loads(await stream.readall())  # put_evidence writes a dict
+        return document

@@ -31,8 +31,6 @@ INTAKE_DETECTIONS = "intake-detections"
 INTAKE_POLLER = "intake-poller"
 """The risk poller's watermark and lease."""
 
-ALL = (INVALID_MESSAGES, NOTIFICATIONS, APPROVALS, APPROVAL_REFUSALS, PENDING_UNBLOCKS,
-       SWEEP_CHECKPOINTS, SWEEP_LEASES, INTAKE, INTAKE_USERS, INTAKE_DETECTIONS, INTAKE_POLLER)
 SWEEP_REPORTS = "sweep-reports"
 """The latest report of each sweep."""
 SECURE_SCORE_HISTORY = "securescore-history"
@@ -46,4 +44,9 @@ def sweep_events(name: str) -> str:
     return f"sweep-{name}"
 
 
-ALL = (*ALL, SWEEP_REPORTS, SECURE_SCORE_HISTORY, SECURE_SCORE_LAST)
+ALL: tuple[str, ...] = (
+    INVALID_MESSAGES, NOTIFICATIONS, APPROVALS, APPROVAL_REFUSALS, PENDING_UNBLOCKS,
+    SWEEP_CHECKPOINTS, SWEEP_LEASES, INTAKE, INTAKE_USERS, INTAKE_DETECTIONS, INTAKE_POLLER,
+    SWEEP_REPORTS, SECURE_SCORE_HISTORY, SECURE_SCORE_LAST,
+)
+"""Every fixed partition (per-run and per-sweep partitions are named by functions)."""

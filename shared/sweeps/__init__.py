@@ -1,7 +1,7 @@
 """Timer sweeps that keep the tenant safe (docs/sweeps.md).
 
-Importing this package registers every sweep and declares the rights each needs
-(`shared.permissions.COMPONENT_MODULES` lists it)."""
+Importing this package registers every sweep (`catalogue`) and declares the rights each
+needs (`shared.permissions.COMPONENT_MODULES` lists it)."""
 
 from shared.sweeps import (
     audit,
@@ -11,7 +11,11 @@ from shared.sweeps import (
     secure_score,
     stalled_runs,
 )
-from shared.sweeps.base import SWEEPS, SweepResult, get_sweep, run_sweep
+from shared.sweeps.base import SweepResult
+from shared.sweeps.catalogue import SWEEP_NAMES, SWEEPS
+from shared.sweeps.registry import Sweep, all_sweeps, get_sweep
+from shared.sweeps.runner import run_sweep
 
-__all__ = ["SWEEPS", "SweepResult", "audit", "forwarding_rules", "get_sweep",
-           "restricted_senders", "risky_users", "run_sweep", "secure_score", "stalled_runs"]
+__all__ = ["SWEEPS", "SWEEP_NAMES", "Sweep", "SweepResult", "all_sweeps", "audit",
+           "forwarding_rules", "get_sweep", "restricted_senders", "risky_users", "run_sweep",
+           "secure_score", "stalled_runs"]

@@ -12,18 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from shared.errors import NotFound
-from shared.permissions import declare
-from shared.sweeps.base import Sweep, SweepContext, register
+from shared.sweeps.base import SweepContext
+from shared.sweeps.registry import Sweep, register
 from shared.sweeps.submit import excluded
 from shared.tenant import exchange as exo
 from shared.tenant.graph import directory
 from shared.tenant.graph.directory import PERM_MEMBER_READ, PERM_USER_READ
 
 AUDIT_OFF_FILTER = "AuditEnabled -eq $false"
-
-declare("sweep:audit", graph=[PERM_MEMBER_READ, PERM_USER_READ], exchange=[exo.PERM_EXCHANGE],
-        roles=["Exchange Administrator"],
-        why="Find and fix mailbox auditing turned off (organisation, mailbox, bypass).")
 
 
 def _object_id(row: dict[str, Any]) -> str | None:
@@ -44,9 +40,16 @@ async def _directory_user(ctx: SweepContext, object_id: str | None) -> Any:
 
 @register
 class AuditSweep(Sweep):
+    """Attackers turn mailbox auditing off to hide what they read: turn it back on."""
+
     name = "audit"
     description = "mailbox auditing: organisation switch, mailboxes with auditing off, bypass"
     schedule_setting = "RESPONDER_SWEEP_AUDIT_SCHEDULE"
+    default_schedule = "0 15 2 * * *"
+    graph_permissions = (PERM_MEMBER_READ, PERM_USER_READ)
+    exchange_permissions = (exo.PERM_EXCHANGE,)
+    directory_roles = ("Exchange Administrator",)
+    why = "Find and fix mailbox auditing turned off (organisation, mailbox, bypass)."
 
     async def run(self, ctx: SweepContext) -> None:
         cfg = ctx.policy.sweeps.audit

@@ -1,6 +1,7 @@
-"""What every sweep shares: the result it reports, a registry, a per-sweep lease so two runs
-never overlap, a checkpoint in Table storage so a bounded run resumes where the last one
-stopped, and `run_sweep`, the one entry point used by the timers and the command line.
+"""What every sweep run shares: the result it reports, the context it runs in, a per-sweep
+lease so two runs never overlap, and a checkpoint in Table storage so a bounded run resumes
+where the last one stopped. The sweeps themselves are `registry` entries; `runner.run_sweep`
+is the one entry point used by the timers and the command line.
 
 A sweep pass walks a list of items in a stable order (sorted keys). The checkpoint keeps the
 key of the last item handled, saved after each item: a run cut short by its budget, its time
@@ -10,15 +11,12 @@ limit or a fault continues after that key, so nothing is skipped and nothing rep
 from __future__ import annotations
 
 import json
-import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from shared.errors import ResponderError
 from shared.state import partitions
 from shared.state.journal import now
 from shared.state.lease import Lease
@@ -27,8 +25,6 @@ if TYPE_CHECKING:
     from shared.services import Services
     from shared.tenant.exchange import ExchangeClient
     from shared.tenant.graph.client import GraphClient
-
-log = logging.getLogger("responder.sweeps")
 
 CHECKPOINTS = partitions.SWEEP_CHECKPOINTS
 LEASES = partitions.SWEEP_LEASES
@@ -164,49 +160,6 @@ class SweepContext:
         return True
 
 
-class Sweep:
-    """One sweep: a name, a description, and `run(ctx)` that fills `ctx.result`."""
-
-    name: ClassVar[str]
-    description: ClassVar[str]
-    schedule_setting: ClassVar[str]
-    opt_in: ClassVar[bool] = False
-
-    def enabled(self, services: Services) -> bool:
-        return True
-
-    def budget(self, services: Services) -> int:
-        return int(services.policy.sweeps.max_items_per_run)
-
-    async def run(self, ctx: SweepContext) -> None:
-        raise NotImplementedError
-
-    def notice_lines(self, result: SweepResult) -> list[str]:
-        """Lines for the SOC notification (empty: nothing worth announcing)."""
-        return notice_lines(result)
-
-
-SWEEPS: dict[str, Sweep] = {}
-
-
-def register(cls: type[Sweep]) -> type[Sweep]:
-    """Class decorator: one instance per sweep name."""
-    SWEEPS[cls.name] = cls()
-    return cls
-
-
-def get_sweep(name: str) -> Sweep:
-    try:
-        return SWEEPS[name]
-    except KeyError:
-        raise ValueError(f"unknown sweep {name!r}; known: {', '.join(sorted(SWEEPS))}") \
-            from None
-
-
-def setting_true(services: Services, name: str) -> bool:
-    return (services.settings.extra.get(name) or "").strip().lower() in ("true", "1", "yes")
-
-
 # checkpoints ------------------------------------------------------------------------------
 async def load_checkpoint(services: Services, name: str) -> dict[str, Any]:
     row = await services.journal.get_item(CHECKPOINTS, name)
@@ -234,67 +187,9 @@ async def release_lease(services: Services, name: str, holder: str) -> None:
     await Lease(services.journal, LEASES, name, 0, owner=holder).release()
 
 
-# the entry point ---------------------------------------------------------------------------
+# the dry-run switch and what is worth announcing ----------------------------------------
 def sweeps_dry_run(services: Services) -> bool:
-    return bool(services.settings.dry_run or setting_true(services, "RESPONDER_SWEEPS_DRY_RUN"))
-
-
-async def run_sweep(
-    services: Services,
-    name: str,
-    *,
-    dry_run: bool = False,
-    budget: int | None = None,
-    trigger: str = "cli",
-    past_due: bool = False,
-    record: bool = True,
-) -> SweepResult:
-    """Run one sweep once, bounded, under its lease; journal and return what it did.
-
-    A run that finds the lease taken returns `skipped` at once (the previous run is still
-    going). Failures are recorded in the result (status `failed`), never hidden.
-    """
-    sweep = get_sweep(name)
-    dry = bool(dry_run or sweeps_dry_run(services))
-    result = SweepResult(sweep=name, dry_run=dry, trigger=trigger, past_due=past_due)
-    if past_due:
-        result.note("the timer was past due (the app was down or busy): running once now")
-    if not sweep.enabled(services):
-        result.status = "skipped"
-        result.note("opt-in sweep not enabled (policy sweeps.forwarding.enabled or app "
-                    "setting RESPONDER_SWEEP_FORWARDING_ENABLED)")
-        result.finished_at = now()
-        return result
-    max_seconds = float(services.policy.sweeps.max_seconds_per_run)
-    holder = f"{trigger}-{uuid.uuid4().hex[:12]}"
-    if not await acquire_lease(services, name, holder, max_seconds + LEASE_MARGIN_SECONDS):
-        result.status = "skipped"
-        result.note("the previous run of this sweep still holds its lease: not overlapping")
-        result.finished_at = now()
-        if record:
-            await services.journal.event(event_partition(name), "sweep-skipped",
-                                         result.notes[-1], {"trigger": trigger})
-        return result
-    try:
-        ctx = SweepContext(services=services, result=result, dry_run=dry,
-                           budget=budget if budget is not None else sweep.budget(services),
-                           deadline=time.monotonic() + max_seconds,
-                           checkpoint=await load_checkpoint(services, name))
-        try:
-            await sweep.run(ctx)
-        except ResponderError as exc:
-            result.status = "failed"
-            result.complete = False
-            result.errors.append(f"{type(exc).__name__}: {exc}")
-            log.warning("sweep %s failed: %s", name, exc)
-        result.finished_at = now()
-        if record:
-            await _record(services, result)
-            await _announce(services, sweep, result)
-    finally:
-        await release_lease(services, name, holder)
-    log.info(result.summary(), extra={"sweep": name})
-    return result
+    return services.settings.dry_run or services.settings.sweeps_dry_run
 
 
 def notice_lines(result: SweepResult) -> list[str]:
@@ -307,31 +202,3 @@ def notice_lines(result: SweepResult) -> list[str]:
               if "report only" in str(s.get("why")) or "must look" in str(s.get("why"))]
     lines += [f"error: {e}" for e in result.errors]
     return lines
-
-
-async def _announce(services: Services, sweep: Sweep, result: SweepResult) -> None:
-    """Tell the SOC through the configured channels; a failed notification never fails the
-    sweep. Dry runs announce nothing."""
-    if result.dry_run or result.status == "skipped":
-        return
-    lines = sweep.notice_lines(result)
-    if not lines:
-        return
-    try:
-        from shared.safety.notify import sweep_findings
-
-        await sweep_findings(services, result.sweep, lines,
-                             {"status": result.status, "complete": result.complete})
-    except Exception:  # notifications are best effort by design
-        log.warning("sweep %s: notification failed", result.sweep, exc_info=True)
-
-
-async def _record(services: Services, result: SweepResult) -> None:
-    """One journal event per run, and the last report per sweep (for `posture` and notices)."""
-    doc = result.to_dict()
-    text = json.dumps(doc, default=str)
-    await services.journal.event(event_partition(result.sweep), f"sweep-{result.status}",
-                                 result.summary(), doc)
-    if len(text) <= 30_000 and not result.dry_run:
-        await services.journal.put_item(REPORTS, result.sweep, report=text, at=now(),
-                                        status=result.status)

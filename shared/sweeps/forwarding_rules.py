@@ -16,19 +16,14 @@ from typing import Any
 
 from shared.errors import Forbidden, NotFound
 from shared.models import RiskSignal
-from shared.permissions import declare
 from shared.playbook.rule_analysis import exchange_rule_reasons, external
-from shared.sweeps.base import Sweep, SweepContext, register, setting_true
+from shared.sweeps.base import SweepContext
+from shared.sweeps.registry import Sweep, register
 from shared.sweeps.submit import excluded, recent_run, record, submit_signals
 from shared.tenant import exchange as exo
 from shared.tenant.graph import directory
 
 SOURCE = "sweep.forwardingRules"
-
-declare("sweep:forwarding_rules",
-        graph=[directory.PERM_DOMAIN_READ, directory.PERM_MEMBER_READ],
-        exchange=[exo.PERM_EXCHANGE], roles=["Exchange Administrator"],
-        why="Opt-in: find external mailbox forwarding and malicious inbox rules.")
 
 
 def forwarding_reasons(row: dict[str, Any], internal: set[str]) -> list[str]:
@@ -44,14 +39,23 @@ def forwarding_reasons(row: dict[str, Any], internal: set[str]) -> list[str]:
 
 @register
 class ForwardingRulesSweep(Sweep):
+    """Forwarding and hiding rules are how a mailbox is exfiltrated: find the ones alerts
+    never pointed at (opt-in: it reads every mailbox's rules, a few per run)."""
+
     name = "forwarding_rules"
     description = "opt-in: external mailbox forwarding and malicious inbox rules, rotating"
     schedule_setting = "RESPONDER_SWEEP_FORWARDING_SCHEDULE"
+    default_schedule = "0 20 * * * *"
+    settings = ("RESPONDER_SWEEP_FORWARDING_ENABLED",)
+    graph_permissions = (directory.PERM_DOMAIN_READ, directory.PERM_MEMBER_READ)
+    exchange_permissions = (exo.PERM_EXCHANGE,)
+    directory_roles = ("Exchange Administrator",)
+    why = "Opt-in: find external mailbox forwarding and malicious inbox rules."
     opt_in = True
 
     def enabled(self, services: Any) -> bool:
         return bool(services.policy.sweeps.forwarding.enabled
-                    or setting_true(services, "RESPONDER_SWEEP_FORWARDING_ENABLED"))
+                    or services.settings.sweep_forwarding_enabled)
 
     def budget(self, services: Any) -> int:
         return int(services.policy.sweeps.forwarding.mailboxes_per_run)

@@ -14,20 +14,16 @@ from typing import Any
 
 from shared.errors import NotFound
 from shared.models import RiskSignal
-from shared.permissions import declare
 from shared.playbook.steps.followup import CONTAINMENT, PENDING_UNBLOCKS
 from shared.state.journal import now
-from shared.sweeps.base import Sweep, SweepContext, register
+from shared.sweeps.base import SweepContext
+from shared.sweeps.registry import Sweep, register
 from shared.sweeps.submit import ACTIVE_RUN_STATES, excluded, record, submit_signals
 from shared.tenant import exchange as exo
 from shared.tenant.graph import directory
 from shared.timestamps import parse_time
 
 SOURCE = "sweep.restrictedSenders"
-
-declare("sweep:restricted_senders", graph=[directory.PERM_USER_READ, directory.PERM_MEMBER_READ],
-        exchange=[exo.PERM_EXCHANGE], roles=["Exchange Administrator"],
-        why="Reconcile the restricted-senders list with containment runs.")
 
 
 async def _runs(ctx: SweepContext, *keys: str | None) -> list[dict[str, Any]]:
@@ -53,9 +49,17 @@ async def _contained_by(ctx: SweepContext, runs: list[dict[str, Any]]) -> str | 
 
 @register
 class RestrictedSendersSweep(Sweep):
+    """A blocked sender stays blocked until someone acts: release the contained accounts and
+    treat the others as compromised."""
+
     name = "restricted_senders"
     description = "blocked senders: release the contained, queue the rest"
     schedule_setting = "RESPONDER_SWEEP_RESTRICTED_SENDERS_SCHEDULE"
+    default_schedule = "0 5,35 * * * *"
+    graph_permissions = (directory.PERM_USER_READ, directory.PERM_MEMBER_READ)
+    exchange_permissions = (exo.PERM_EXCHANGE,)
+    directory_roles = ("Exchange Administrator",)
+    why = "Reconcile the restricted-senders list with containment runs."
 
     async def run(self, ctx: SweepContext) -> None:
         rows = await exo.blocked_senders(ctx.exchange)

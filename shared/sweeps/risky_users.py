@@ -9,17 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from shared.models import RiskSignal
-from shared.permissions import declare
-from shared.sweeps.base import Sweep, SweepContext, register
+from shared.sweeps.base import SweepContext
+from shared.sweeps.registry import Sweep, register
 from shared.sweeps.submit import excluded, recent_run, record, submit_signals
 from shared.tenant.graph.directory import PERM_MEMBER_READ
 from shared.tenant.graph.identity_protection import PERM_RISKY_READ, list_risky_users
 from shared.timestamps import parse_time
 
 SOURCE = "sweep.riskyUsers"
-
-declare("sweep:risky_users", graph=[PERM_RISKY_READ, PERM_MEMBER_READ],
-        why="Find users still at risk with no recent run and queue their remediation.")
 
 
 def _time(value: Any) -> Any:
@@ -31,9 +28,14 @@ def _time(value: Any) -> Any:
 
 @register
 class RiskyUsersSweep(Sweep):
+    """An alert can be lost, a user's risk state cannot: queue users still at risk."""
+
     name = "risky_users"
     description = "users still atRisk (high; medium by policy) with no recent run"
     schedule_setting = "RESPONDER_SWEEP_RISKY_USERS_SCHEDULE"
+    default_schedule = "0 */30 * * * *"
+    graph_permissions = (PERM_RISKY_READ, PERM_MEMBER_READ)
+    why = "Find users still at risk with no recent run and queue their remediation."
 
     async def run(self, ctx: SweepContext) -> None:
         cfg = ctx.policy.sweeps.risky_users

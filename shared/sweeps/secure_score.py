@@ -23,10 +23,10 @@ import re
 from typing import Any
 
 from shared.errors import Forbidden
-from shared.permissions import declare
 from shared.state import partitions
 from shared.state.journal import now
-from shared.sweeps.base import Sweep, SweepContext, SweepResult, register
+from shared.sweeps.base import SweepContext, SweepResult
+from shared.sweeps.registry import Sweep, register
 from shared.tenant.graph.security import PERM_SECURITY_READ, control_profiles, secure_scores
 
 HISTORY = partitions.SECURE_SCORE_HISTORY
@@ -44,9 +44,6 @@ TOPICS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 NOT_AVAILABLE = ("Secure Score: not available (HTTP 403: the tenant has no Secure Score data "
                  f"for this app, or the identity lacks {PERM_SECURITY_READ})")
-
-declare("sweep:secure_score", graph=[PERM_SECURITY_READ],
-        why="Report the tenant's Secure Score for controls that bear on account compromise.")
 
 
 def _plain(html: Any) -> str:
@@ -153,9 +150,14 @@ def changes_since(previous: dict[str, Any] | None, current: dict[str, Any]) -> d
 
 @register
 class SecureScoreSweep(Sweep):
+    """Is the tenant getting safer against account compromise? The posture report says."""
+
     name = "secure_score"
     description = "Secure Score for controls that bear on account compromise: score, trend"
     schedule_setting = "RESPONDER_SWEEP_SECURE_SCORE_SCHEDULE"
+    default_schedule = "0 0 7 * * *"
+    graph_permissions = (PERM_SECURITY_READ,)
+    why = "Report the tenant's Secure Score for controls that bear on account compromise."
 
     async def run(self, ctx: SweepContext) -> None:
         result = ctx.result

@@ -8,22 +8,24 @@ from __future__ import annotations
 from datetime import timedelta
 
 from shared.models import RemediationRequest
-from shared.permissions import declare
 from shared.state.journal import RunRecord, now
-from shared.sweeps.base import Sweep, SweepContext, register
+from shared.sweeps.base import SweepContext
+from shared.sweeps.registry import Sweep, register
 
 RESUMED = "sweep-stalled-resumed"
 """Runs this sweep re-enqueued, so the next sweep does not enqueue them again too soon."""
 
-declare("sweep:stalled_runs", why="Resume runs that stopped between deliveries (journal and "
-        "queue only: no Graph or Exchange rights).")
-
 
 @register
 class StalledRunsSweep(Sweep):
+    """A run that lost its message would never finish: resume it with its own request."""
+
     name = "stalled_runs"
     description = "runs started and not finished within a bound: resumed or reported"
     schedule_setting = "RESPONDER_SWEEP_STALLED_RUNS_SCHEDULE"
+    default_schedule = "0 */15 * * * *"
+    why = ("Resume runs that stopped between deliveries (journal and queue only: no Graph or "
+           "Exchange rights).")
 
     async def run(self, ctx: SweepContext) -> None:
         cfg = ctx.policy.sweeps.stalled_runs

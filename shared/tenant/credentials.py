@@ -9,22 +9,19 @@ probe the instance metadata address).
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any
 
 from azure.core.credentials import AccessToken
+
+# What msgraph-sdk's auth provider requires of a credential (an async context manager with
+# get_token and close); the Exchange client needs a subset of it.
+from azure.core.credentials_async import AsyncTokenCredential as AsyncTokenCredential
 
 from shared.settings import Settings, SettingsError
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 EXCHANGE_SCOPE = "https://outlook.office365.com/.default"
-
-
-class AsyncTokenCredential(Protocol):
-    """What msgraph-sdk's auth provider and the Exchange client need of a credential."""
-
-    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken: ...
-
-    async def close(self) -> None: ...
 
 
 class StaticTokenCredential:
@@ -47,7 +44,12 @@ class StaticTokenCredential:
     async def __aenter__(self) -> StaticTokenCredential:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
         return None
 
 

@@ -19,6 +19,7 @@ from shared.errors import (
     BadRequest,
     NotFound,
     ReadOnlyViolation,
+    ServiceDetails,
     ServiceError,
     Throttled,
     Unavailable,
@@ -171,7 +172,7 @@ class ExchangeClient:
         if status in (401, 403) or "is not allowed to call" in lowered:
             message = f"{message.rstrip('.')}. {ROLE_HINT}"
             cls = error_for_status(403)
-        kwargs: dict[str, Any] = {"service": "exchange", "status": status, "code": code,
+        kwargs: ServiceDetails = {"service": "exchange", "status": status, "code": code,
                                   "request_id": request_id, "method": "POST", "path": cmdlet}
         if cls is Throttled:
             return Throttled(message, retry_after=parse_retry_after(

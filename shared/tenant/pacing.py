@@ -183,3 +183,23 @@ class LimitedExchange:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
+
+
+class Pacer:
+    """Spaces requests at least `interval` apart, from the end of one to the start of the
+    next (so network jitter cannot squeeze two into one second at the server)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._lock = asyncio.Lock()
+        self._last_end = float("-inf")
+
+    async def run(self, send: Any) -> Any:
+        async with self._lock:
+            wait = self._last_end + self.interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                return await send()
+            finally:
+                self._last_end = time.monotonic()

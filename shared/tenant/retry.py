@@ -63,7 +63,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Exponential backoff with jitter for attempt 1, 2, ... (no Retry-After given)."""
-        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        ceiling = min(self.max_delay, self.base_delay * (2.0 ** (attempt - 1)))
         return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
     def delay(

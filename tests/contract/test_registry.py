@@ -10,7 +10,7 @@ import pytest
 
 from shared.permissions import collect
 from shared.playbook.catalogue import STEP_NAMES
-from shared.playbook.registry import all_steps
+from shared.playbook.registry import all_steps, undoes
 from shared.playbook.worker import MAX_DEQUEUE_COUNT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +46,28 @@ def test_every_step_is_exercised_by_a_test(name):
     texts = [p.read_text() for p in (ROOT / "tests").rglob("test_*.py")
              if "contract" not in p.parts]
     assert any(name in t for t in texts), f"no test mentions {name}"
+
+
+@pytest.mark.parametrize("name", STEP_NAMES)
+def test_every_step_declares_its_undo(name):
+    """Beside `apply`: an `undo` of its own, or exactly one declared reason a release leaves
+    the step alone (it cannot be undone, its change is kept, or it changes nothing)."""
+    cls = all_steps()[name]
+    reasons = [bool(cls.cannot_undo), bool(cls.kept), cls.changes_nothing]
+    assert sum(reasons) <= 1, "one reason a release leaves it alone, not several"
+    assert undoes(cls) or any(reasons), "an undo, or why a release does not undo it"
+    if cls.changes_nothing:
+        assert not undoes(cls), "a step that changes nothing has nothing to undo"
+    for text, prefix in ((cls.cannot_undo, ("cannot be undone: ", "nothing to undo: ")),
+                         (cls.kept, ("kept: ",))):
+        assert not text or text.startswith(prefix), text
+    assert isinstance(cls.undo_order, int)
+
+
+def test_steps_that_undo_override_the_default():
+    reversible = {n for n, c in all_steps().items() if undoes(c)}
+    assert {"disable_account", "disable_malicious_inbox_rules", "clear_mailbox_forwarding",
+            "require_mfa", "confirm_compromised", "request_unblock"} <= reversible
 
 
 def test_disruptive_steps_are_the_ones_that_lock_people_out():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from shared.settings import APP_SETTINGS, Settings, SettingsError
+from shared.settings import APP_SETTINGS, EXTRA_SETTINGS, Settings, SettingsError
 
 BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "RESPONDER_TENANT_ID": "t1"}
 
@@ -56,3 +58,88 @@ def test_identity_based_storage_is_accepted():
     s = Settings.from_env({"AzureWebJobsStorage__accountName": "acct",
                            "RESPONDER_TENANT_ID": "t"})
     assert s.storage_account == "acct" and s.storage_connection == ""
+
+
+FEATURE_FIELDS = {
+    "RESPONDER_POLL_LOOKBACK_MINUTES": ("poll_lookback_minutes", "90", 90.0),
+    "RESPONDER_POLL_OVERLAP_MINUTES": ("poll_overlap_minutes", "2.5", 2.5),
+    "RESPONDER_WEBHOOK_SHARED_SECRET": ("webhook_shared_secret", "shared-s3cret", "shared-s3cret"),
+    "RESPONDER_GRAPH_CLIENT_STATE": ("graph_client_state", " state-s3cret ", "state-s3cret"),
+    "RESPONDER_SWEEPS_DRY_RUN": ("sweeps_dry_run", "TRUE", True),
+    "RESPONDER_SWEEP_FORWARDING_ENABLED": ("sweep_forwarding_enabled", "yes", True),
+    "RESPONDER_APPROVAL_SECRET": ("approval_secret", "approval-s3cret", "approval-s3cret"),
+    "RESPONDER_APPROVAL_BASE_URL": ("approval_base_url", " https://app.example/api/approvals ",
+                                    "https://app.example/api/approvals"),
+    "RESPONDER_APPROVAL_TRUST_PRINCIPAL_HEADER": ("approval_trust_principal_header", "true",
+                                                  True),
+    "RESPONDER_WEBHOOK_SECRET": ("webhook_secret", "hook-s3cret", "hook-s3cret"),
+    "RESPONDER_NOTIFY_TIMEOUT_SECONDS": ("notify_timeout_seconds", "12", 12.0),
+}
+"""Every feature setting the code reads: its typed field, a value, and what it parses to."""
+
+
+def _parse_default(attr: str, default: str) -> object:
+    kind = type(getattr(Settings.from_env(BASE), attr))
+    if kind is bool:
+        return default == "true"
+    return kind(default)
+
+
+def test_feature_settings_are_declared_and_default_as_declared():
+    declared = {s.name: s.default for s in EXTRA_SETTINGS}
+    defaults = Settings.from_env(BASE)
+    for name, (attr, _, _) in FEATURE_FIELDS.items():
+        assert name in declared, name
+        assert getattr(defaults, attr) == _parse_default(attr, declared[name] or ""), name
+
+
+def test_feature_settings_are_parsed_into_typed_fields():
+    s = Settings.from_env({**BASE, **{n: raw for n, (_, raw, _) in FEATURE_FIELDS.items()}})
+    for name, (attr, _, parsed) in FEATURE_FIELDS.items():
+        assert getattr(s, attr) == parsed, name
+
+
+def test_empty_feature_settings_mean_the_default():
+    empty = Settings.from_env({**BASE, **{n: "" for n in FEATURE_FIELDS}})
+    assert dataclasses.replace(empty, extra={}) == dataclasses.replace(Settings.from_env(BASE),
+                                                                       extra={})
+
+
+@pytest.mark.parametrize(("name", "raw"), [
+    ("RESPONDER_POLL_LOOKBACK_MINUTES", "an hour"),
+    ("RESPONDER_POLL_LOOKBACK_MINUTES", "-1"),
+    ("RESPONDER_POLL_OVERLAP_MINUTES", "20000"),
+    ("RESPONDER_POLL_OVERLAP_MINUTES", "nan"),
+    ("RESPONDER_NOTIFY_TIMEOUT_SECONDS", "soon"),
+    ("RESPONDER_NOTIFY_TIMEOUT_SECONDS", "0.1"),
+    ("RESPONDER_NOTIFY_TIMEOUT_SECONDS", "60"),
+    ("RESPONDER_SWEEPS_DRY_RUN", "maybe"),
+    ("RESPONDER_SWEEP_FORWARDING_ENABLED", "enabled"),
+    ("RESPONDER_APPROVAL_TRUST_PRINCIPAL_HEADER", "yes"),
+    ("RESPONDER_APPROVAL_TRUST_PRINCIPAL_HEADER", "1"),
+])
+def test_bad_feature_setting_fails_at_start_naming_it(name, raw):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({**BASE, name: raw})
+
+
+def test_feature_secrets_are_never_shown():
+    s = Settings.from_env({**BASE, **{n: raw for n, (_, raw, _) in FEATURE_FIELDS.items()}})
+    for secret in ("shared-s3cret", "state-s3cret", "approval-s3cret", "hook-s3cret"):
+        assert secret not in repr(s)
+
+
+def test_settings_are_immutable():
+    s = Settings.from_env({**BASE, "RESPONDER_HOOK_KEY": "k"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.dry_run = True  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        s.extra["RESPONDER_HOOK_KEY"] = "other"  # type: ignore[index]
+
+
+def test_policy_named_webhook_secret():
+    s = Settings.from_env({**BASE, "RESPONDER_WEBHOOK_SECRET": "default-key",
+                           "RESPONDER_HOOK_KEY": "own-key"})
+    assert s.secret_named("RESPONDER_WEBHOOK_SECRET") == "default-key"
+    assert s.secret_named("RESPONDER_HOOK_KEY") == "own-key"
+    assert s.secret_named("RESPONDER_UNSET_KEY") == ""

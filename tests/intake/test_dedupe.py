@@ -131,7 +131,7 @@ async def test_a_reservation_left_by_a_dead_instance_is_taken_over(svc: Any) -> 
     """An instance reserved the user and died before enqueuing: after STALE_RESERVATION the
     next signal enqueues the reserved request (same request id), before that it waits."""
     await svc.journal.ensure()
-    deduper = Deduper(svc.journal.table, window_minutes=60)
+    deduper = Deduper(svc.journal, window_minutes=60)
     request = decide(sig(), svc.policy)
     assert not isinstance(request, type(None))
     admission = await deduper.admit(request, ALICE, now=T0)  # type: ignore[arg-type]

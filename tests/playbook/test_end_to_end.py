@@ -247,11 +247,11 @@ async def test_generated_password_appears_only_in_the_request_that_sets_it(
     rows = await services.journal.items("pw")
     haystack.append(json.dumps(rows, default=str))
     haystack.append(json.dumps(await services.journal.get_evidence("pw", "evidence")))
-    from shared.playbook.report import json_text, text_table
+    from shared.playbook.reports import run_json_text, text_table
 
     run = await services.journal.get_run("pw")
     results = await services.journal.step_results("pw")
-    haystack += [text_table(run, results), json_text(run, results)]
+    haystack += [text_table(run, results), run_json_text(run, results)]
     for text in haystack:
         assert password not in text
     assert run.state == "finished"

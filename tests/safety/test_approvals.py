@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timedelta
 from urllib.parse import urlencode
@@ -9,7 +10,9 @@ from urllib.parse import urlencode
 import azure.functions as func
 
 from shared.safety import approvals
+from shared.safety.approvals import tokens
 from shared.safety.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from shared.state import clock
 from tests.playbook.conftest import run_via_queue, writes
 from tests.safety.conftest import (
     ADELE,
@@ -127,7 +130,7 @@ async def test_deny_records_the_steps_skipped_with_who_and_why(make_services, em
                                                                receiver):
     svc = make_services(**notify_policy(receiver))
     before = await _start_admin_run(svc, emulator, receiver, "adm-deny")
-    svc.settings.extra["RESPONDER_APPROVAL_TRUST_PRINCIPAL_HEADER"] = "true"  # type: ignore[index]
+    svc.settings = dataclasses.replace(svc.settings, approval_trust_principal_header=True)
     resp = await _post(_tokens(receiver)["deny"], principal="ciso@contoso.com")
     assert resp.status_code == 200
     await run_via_queue(svc)
@@ -153,7 +156,7 @@ async def test_forged_and_malformed_tokens_are_refused_and_journaled(make_servic
     other_secret = approvals.make_token(b"x" * 40, "adm-forge", "approve", "n" * 32,
                                         approval.expires_at)
     claims, mac = real.split(".")
-    tampered_claims = approvals._b64(json.dumps(
+    tampered_claims = tokens._b64(json.dumps(
         {"r": "adm-forge", "d": "approve", "n": "guess", "e": 4102444800}).encode())
     right_key_wrong_nonce = approvals.make_token(APPROVAL_SECRET.encode(), "adm-forge",
                                                  "approve", "guess", approval.expires_at)
@@ -178,8 +181,8 @@ async def test_an_expired_token_is_refused_and_the_approval_escalates(
     svc = make_services(**notify_policy(receiver))
     before = await _start_admin_run(svc, emulator, receiver, "adm-exp")
     tokens = _tokens(receiver)
-    real_now = approvals.utcnow()
-    monkeypatch.setattr(approvals, "utcnow", lambda: real_now + timedelta(hours=5))
+    real_now = clock.now()
+    monkeypatch.setattr(clock, "now", lambda: real_now + timedelta(hours=5))
 
     resp = await _post(tokens["approve"], by="late.admin")
     assert resp.status_code == 403 and "expired" in resp.get_body().decode()
@@ -207,7 +210,7 @@ async def test_the_timer_escalates_overdue_approvals_once(make_services, emulato
     await _start_admin_run(svc, emulator, receiver, "adm-timer")
     await app_function("approvals_escalation")(TimerRequest())
     assert (await approvals.get_approval(svc, "adm-timer")).state == "pending"  # not yet due
-    later = approvals.utcnow() + timedelta(hours=4, minutes=1)
+    later = clock.now() + timedelta(hours=4, minutes=1)
     assert await approvals.escalate_expired(svc, now=later) == ["adm-timer"]
     assert await approvals.escalate_expired(svc, now=later) == []
     assert receiver.events().count("approval.escalated") == 1

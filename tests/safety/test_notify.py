@@ -110,3 +110,27 @@ async def test_a_failed_run_is_announced_even_without_a_notify_step(make_service
     await run_via_queue(svc, {"user": "ghost@contoso.com", "requestId": "n-ghost"})
     assert (await svc.journal.get_run("n-ghost")).state == "failed"
     assert receiver.events() == ["run.failed"]
+
+
+async def test_policy_named_secret_signs_through_the_injected_transport(make_services,
+                                                                        azurite, emulator):
+    import httpx
+
+    from tests.conftest import make_settings
+
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    policy = notify_policy(webhook="https://hooks.example/in", mail=False)
+    policy["notify"]["webhookSecretSetting"] = "RESPONDER_HOOK_KEY"
+    svc = make_services(settings=make_settings(azurite, emulator, RESPONDER_HOOK_KEY="own-key"),
+                        **policy)
+    svc.notify_transport = httpx.MockTransport(answer)
+    deliveries = await notify.sweep_findings(svc, "audit", ["mailbox x: auditing off"])
+    assert [d.ok for d in deliveries] == [True] and len(seen) == 1
+    headers = seen[0].headers
+    assert verify_signature("own-key", headers[TIMESTAMP_HEADER], seen[0].content,
+                            headers[SIGNATURE_HEADER])

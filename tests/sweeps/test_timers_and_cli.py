@@ -36,7 +36,8 @@ def test_one_timer_per_sweep_with_a_schedule_setting() -> None:
         assert binding.type == "timerTrigger"
         assert binding.schedule == f"%{sweep.schedule_setting}%"
         assert sweep.schedule_setting in names
-        assert len(defaults[sweep.schedule_setting].split()) == 6  # NCRONTAB with seconds
+        assert defaults[sweep.schedule_setting] == sweep.default_schedule
+        assert len(sweep.default_schedule.split()) == 6  # NCRONTAB with seconds
 
 
 @pytest.fixture

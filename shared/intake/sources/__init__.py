@@ -1,7 +1,9 @@
 """Alert normalisers: one pure function per source, payload -> `RiskSignal`s.
 
-`normalise(payload)` detects the source and dispatches; per-source functions are public for
-callers that already know what they hold (the Graph poller, for instance).
+Each source is a registry entry (`registry.Source`) beside its normaliser; `catalogue` lists
+them in the order they are tried. `normalise(payload)` detects the source and dispatches;
+per-source functions are public for callers that already know what they hold (the Graph
+poller, for instance).
 """
 
 from shared.intake.sources.detect import normalise

@@ -31,6 +31,7 @@ from shared.intake.sources.common import (
     risk_level,
 )
 from shared.intake.sources.errors import Ignored, MalformedPayload, NoCloudUser, UnknownShape
+from shared.intake.sources.registry import Nested, Source, register
 from shared.intake.sources.result import NormaliseResult
 from shared.models import RiskSignal
 
@@ -200,3 +201,42 @@ def from_records(payload: Any) -> NormaliseResult:
     pairs = [(f"records[{i}]", record) for i, record in enumerate(records)]
     collect(result, pairs, from_record, record_source)
     return result
+
+
+@register
+class EventHubRecords(Source):
+    """An Event Hub body `{"records": [...]}` from Entra diagnostic settings or Defender XDR
+    streaming; each record is normalised on its own."""
+
+    name = "diagnostics.records"
+    level = "payload"
+
+    @staticmethod
+    def recognises(data: Any) -> bool:
+        body = as_dict(data)
+        return body is not None and isinstance(body.get("records"), list)
+
+    @staticmethod
+    def normalise(data: Any, nested: Nested) -> NormaliseResult:
+        return from_records(data)
+
+
+@register
+class DiagnosticRecord(Source):
+    """One diagnostic or streaming record (a `category` and its `properties`) met on its own,
+    in a collection or an envelope; problems name the record's category source."""
+
+    name = "diagnostics.record"
+    level = "item"
+
+    @staticmethod
+    def recognises(data: Any) -> bool:
+        return "category" in data and "properties" in data
+
+    @staticmethod
+    def normalise(data: Any, nested: Nested) -> RiskSignal:
+        return from_record(data)
+
+    @classmethod
+    def problem_source(cls, item: Any) -> str:
+        return record_source(item)

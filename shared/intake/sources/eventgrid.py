@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.intake.sources.common import MAX_JSON_STRING_CHARS, as_dict, as_list, decode_json, norm
 from shared.intake.sources.errors import AlertError, Ignored, MalformedPayload
+from shared.intake.sources.registry import Nested, Source, register
 from shared.intake.sources.result import NormaliseResult, join_locator
 
 VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
@@ -121,3 +122,20 @@ def from_eventgrid(payload: Any, dispatch: Callable[[Any], NormaliseResult]) -> 
         except AlertError as exc:
             result.problem(data_locator, exc, "unknown")
     return result
+
+
+@register
+class EventGridEnvelope(Source):
+    """An Event Grid or CloudEvents envelope (one event or an array): each event's data is
+    unwrapped and handed back to detection, so any source can arrive this way."""
+
+    name = ENVELOPE_SOURCE
+    level = "payload"
+
+    @staticmethod
+    def recognises(data: Any) -> bool:
+        return is_envelope(data)
+
+    @staticmethod
+    def normalise(data: Any, nested: Nested) -> NormaliseResult:
+        return from_eventgrid(data, nested.payload)

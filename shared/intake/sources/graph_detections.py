@@ -28,6 +28,7 @@ from shared.intake.sources.common import (
     risk_level,
 )
 from shared.intake.sources.errors import Ignored, MalformedPayload, NoCloudUser
+from shared.intake.sources.registry import Nested, Source, register
 from shared.intake.sources.result import NormaliseResult
 from shared.models import RiskSignal
 
@@ -236,3 +237,93 @@ def notification_client_states(payload: Any) -> list[str | None]:
         state = (as_dict(item) or {}).get("clientState")
         states.append(state if isinstance(state, str) else None)
     return states
+
+
+# the registry entries (recognition order: shared.intake.sources.catalogue) ---------------
+@register
+class GraphCollection(Source):
+    """A Graph collection body `{"value": [...]}`: a page of results, or a batch of change
+    notifications; each member is recognised and normalised on its own."""
+
+    name = "graph.collection"
+    level = "payload"
+
+    @staticmethod
+    def recognises(data: Any) -> bool:
+        body = as_dict(data)
+        return body is not None and isinstance(body.get("value"), list)
+
+    @staticmethod
+    def normalise(data: Any, nested: Nested) -> NormaliseResult:
+        items = as_list(data.get("value"), "value") or []
+        return nested.items([(f"value[{i}]", item) for i, item in enumerate(items)])
+
+
+@register
+class GraphRiskDetection(Source):
+    """An Identity Protection riskDetection (Graph, the poller's pages, notification data)."""
+
+    name = SOURCE_DETECTION
+    level = "item"
+    odata_types = ("microsoftgraphriskdetection",)
+
+    @staticmethod
+    def recognises(data: Any) -> bool:
+        return "riskEventType" in data or (
+            "userId" in data and ("riskLevel" in data or "detectedDateTime" in data))
+
+    @staticmethod
+    def normalise(data: Any, nested: Nested) -> RiskSignal:
+        return from_risk_detection(data)
+
+
+@register
+class GraphRiskyUser(Source):
+    """An Identity Protection riskyUser: the user's risk state, not one detection."""
+
+    name = SOURCE_RISKY_USER
+    level = "item"
+    odata_types = ("microsoftgraphriskyuser",)
+
+    @staticmethod
+    def recognises(data: Any) -> bool:
+        return "riskLastUpdatedDateTime" in data or (
+            "riskState" in data and "riskLevel" in data and "userId" not in data)
+
+    @staticmethod
+    def normalise(data: Any, nested: Nested) -> RiskSignal:
+        return from_risky_user(data)
+
+
+@register
+class GraphSecurityAlert(Source):
+    """A Defender alert from Graph security alerts_v2; one signal per cloud user in evidence."""
+
+    name = SOURCE_ALERT
+    level = "item"
+    odata_types = ("microsoftgraphsecurityalert",)
+
+    @staticmethod
+    def recognises(data: Any) -> bool:
+        return "evidence" in data or ("serviceSource" in data and "severity" in data)
+
+    @staticmethod
+    def normalise(data: Any, nested: Nested) -> NormaliseResult:
+        return from_security_alert(data)
+
+
+@register
+class GraphChangeNotification(Source):
+    """One Graph change notification about a user (or a lifecycle notification)."""
+
+    name = SOURCE_NOTIFICATION
+    level = "item"
+
+    @staticmethod
+    def recognises(data: Any) -> bool:
+        return "lifecycleEvent" in data or (
+            "subscriptionId" in data and ("changeType" in data or "resource" in data))
+
+    @staticmethod
+    def normalise(data: Any, nested: Nested) -> RiskSignal:
+        return from_change_notification(data)

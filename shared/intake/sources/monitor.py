@@ -23,6 +23,7 @@ from shared.intake.sources.common import (
     risk_level,
 )
 from shared.intake.sources.errors import MalformedPayload, NoCloudUser
+from shared.intake.sources.registry import Nested, Source, register
 from shared.intake.sources.result import NormaliseResult
 from shared.models import RiskSignal
 
@@ -133,3 +134,19 @@ def _condition_signal(payload: dict[str, Any], essentials: dict[str, Any], item:
         admin_initiated=is_admin_identifier(event_type, _pick(dims, _DETAIL_DIMS)),
         raw=payload,
     )
+
+
+@register
+class MonitorLogAlert(Source):
+    """An Azure Monitor alert in the common alert schema (a log search alert's webhook)."""
+
+    name = SOURCE_LOG_ALERT
+    level = "payload"
+
+    @staticmethod
+    def recognises(data: Any) -> bool:
+        return is_common_alert(data)
+
+    @staticmethod
+    def normalise(data: Any, nested: Nested) -> NormaliseResult:
+        return from_log_alert(data)

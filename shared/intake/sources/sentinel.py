@@ -29,6 +29,7 @@ from shared.intake.sources.common import (
     risk_level,
 )
 from shared.intake.sources.errors import MalformedPayload, NoCloudUser
+from shared.intake.sources.registry import Nested, Source, register
 from shared.intake.sources.result import NormaliseResult
 from shared.models import RiskSignal
 
@@ -160,3 +161,19 @@ def _entity_upn(account: dict[str, Any]) -> str | None:
             return clean_upn(name, "accountName")
         return clean_upn(f"{name.strip()}@{suffix.strip()}", "Account UPN")
     return clean_upn(name, "accountName") if isinstance(name, str) and "@" in name else None
+
+
+@register
+class SentinelIncident(Source):
+    """A Microsoft Sentinel incident (a Logic App trigger body, or the incident resource)."""
+
+    name = SOURCE_INCIDENT
+    level = "payload"
+
+    @staticmethod
+    def recognises(data: Any) -> bool:
+        return incident_of(data) is not None
+
+    @staticmethod
+    def normalise(data: Any, nested: Nested) -> NormaliseResult:
+        return from_sentinel_incident(data)

@@ -9,7 +9,8 @@ from shared.errors import BadRequest
 from shared.models import StepResult, StepStatus
 from shared.playbook.context import Plan, StepContext
 from shared.playbook.registry import Step, register
-from shared.tenant.graph import directory
+from shared.playbook.undo import ReleaseContext, Undo, finished_changes
+from shared.tenant.graph import directory, identity_protection
 from shared.tenant.graph.directory import PERM_ENABLE, PERM_PASSWORD, PERM_REVOKE
 from shared.tenant.graph.identity_protection import PERM_RISKY_READ, PERM_RISKY_WRITE
 
@@ -37,6 +38,9 @@ class ResetPassword(Step):
     directory_roles = ("User Administrator", "Privileged Authentication Administrator")
     disruptive = True
     reversible = "cannot be undone: the user sets a new password through SSPR or a TAP"
+    cannot_undo = ("cannot be undone: the old password is unknown (by design); the user sets "
+                   "a new one through SSPR or a Temporary Access Pass")
+    undo_order = 70
     dry_run_description = "would set a random unknown password (force change at sign-in)"
     after = ()
     """Containment does not wait for the evidence: the user object (the only evidence a
@@ -90,6 +94,8 @@ class RevokeSessions(Step):
     name = "revoke_sessions"
     graph_permissions = (PERM_REVOKE,)
     reversible = "nothing to undo: the user signs in again"
+    cannot_undo = "nothing to undo: the user signs in again"
+    undo_order = 90
     dry_run_description = "would revoke all sign-in sessions"
     after = ("reset_password", "disable_account")
     """After the password changes (a revoked attacker must not sign in again with the old
@@ -114,6 +120,8 @@ class DisableAccount(Step):
     directory_roles = ("User Administrator",)
     disruptive = True
     reversible = "release re-enables the account"
+    undo_order = 10
+    """First in a release: the user can sign in again while the rest is restored."""
     dry_run_description = "would block sign-in (accountEnabled false)"
     after = ()
 
@@ -127,6 +135,15 @@ class DisableAccount(Step):
         return StepResult(step=self.name, status=StepStatus.DONE, summary="sign-in blocked",
                           changes=[{"what": "accountEnabled", "from": True, "to": False}])
 
+    async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
+        items: list[Undo] = []
+        for c in finished_changes(result):
+            if c.get("what") == "accountEnabled":
+                async def enable() -> None:
+                    await directory.set_account_enabled(ctx.graph, ctx.user_id, True)
+                items.append(Undo("account", "account re-enabled (sign-in allowed)", enable))
+        return items
+
 
 @register
 class ConfirmCompromised(Step):
@@ -135,6 +152,7 @@ class ConfirmCompromised(Step):
     name = "confirm_compromised"
     graph_permissions = (PERM_RISKY_READ, PERM_RISKY_WRITE)
     reversible = "release dismisses the user's risk"
+    undo_order = 50
     dry_run_description = "would confirm the user compromised in Identity Protection"
 
     async def plan(self, ctx: StepContext) -> Plan:
@@ -152,3 +170,18 @@ class ConfirmCompromised(Step):
                           summary="confirmed compromised in Identity Protection",
                           changes=[{"what": "riskState", "from": plan.data.get("from"),
                                     "to": "confirmedCompromised"}])
+
+    async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
+        """Every release dismisses the user's risk, whether this run confirmed it or
+        Identity Protection raised it alone: a false positive leaves no risk behind."""
+        confirmed = bool(finished_changes(result))
+
+        async def dismiss() -> str | None:
+            risky = await identity_protection.get_risky_user(ctx.graph, ctx.user_id)
+            if not risky or risky.get("riskState") not in ("atRisk", "confirmedCompromised"):
+                return "no risk to dismiss"
+            await identity_protection.dismiss(ctx.graph, [ctx.user_id])
+            return None
+        return [Undo("risk", "user risk dismissed in Identity Protection"
+                     + (" (the run had confirmed it compromised)" if confirmed else ""),
+                     dismiss)]

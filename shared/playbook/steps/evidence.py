@@ -45,6 +45,7 @@ class CollectEvidence(Step):
     exchange_permissions = (exo.PERM_EXCHANGE,)
     directory_roles = ("Exchange Administrator",)
     reversible = "read only"
+    changes_nothing = True
     dry_run_description = "reads the current state (also in a dry run) and stores it"
     after = ()
 

@@ -7,6 +7,7 @@ from typing import Any
 from shared.models import StepResult, StepStatus
 from shared.playbook.context import Plan, StepContext
 from shared.playbook.registry import Step, register
+from shared.playbook.undo import ReleaseContext, Undo
 from shared.state import partitions
 from shared.state.journal import now
 from shared.tenant import exchange as exo
@@ -24,6 +25,7 @@ class RequestUnblock(Step):
     exchange_permissions = (exo.PERM_EXCHANGE,)
     directory_roles = ("Exchange Administrator",)
     reversible = "nothing to undo"
+    undo_order = 60
     dry_run_description = "would release the user from restricted senders (or file a " \
                           "pending request) once containment succeeded"
     after = ("collect_evidence", *CONTAINMENT, "confirm_compromised", "require_mfa",
@@ -63,6 +65,25 @@ class RequestUnblock(Step):
                                   "(automatic release is off in the policy)",
                           data={"pending": plan.data["addresses"]})
 
+    async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
+        """Every release finishes what this step does, whether or not the run got to it:
+        a falsely accused user must be able to send mail again, and no pending request
+        for them may linger."""
+        run, evidence = ctx.run, ctx.evidence
+
+        async def unblock() -> str | None:
+            released: list[str] = []
+            for address in dict.fromkeys(a.lower() for a in (run.upn, (evidence or {}).get(
+                    "user", {}).get("mail")) if a):
+                rows = await exo.blocked_senders(ctx.exchange, address)
+                if any(str(r.get("SenderAddress", "")).lower() == address for r in rows):
+                    await exo.remove_blocked_sender(ctx.exchange, address)
+                    released.append(address)
+                await ctx.journal.delete_item(PENDING_UNBLOCKS, address)
+            return None if released else "not on the restricted-senders list"
+        return [Undo("restrictedSenders", "released from the restricted-senders list",
+                     unblock)]
+
 
 def summary_lines(ctx: StepContext) -> list[str]:
     lines = [f"Run {ctx.run.run_id} for {ctx.user.upn} ({ctx.user.id})",
@@ -81,6 +102,7 @@ class Notify(Step):
     name = "notify"
     graph_permissions = ("Mail.Send",)
     reversible = "nothing to undo"
+    changes_nothing = True
     dry_run_description = "would send the run summary to the configured channels"
     after = tuple(n for n in (
         "collect_evidence", "revoke_sessions", "reset_password", "disable_account",

@@ -10,6 +10,7 @@ from shared.models import StepResult, StepStatus
 from shared.playbook.context import Plan, StepContext
 from shared.playbook.registry import Step, register
 from shared.playbook.rule_analysis import exchange_rule_reasons, graph_rule_reasons
+from shared.playbook.undo import ReleaseContext, Undo, finished_changes
 from shared.tenant import exchange as exo
 from shared.tenant.graph import mail
 from shared.tenant.graph.mail import PERM_FOLDERS_READ, PERM_MAILBOX_READ, PERM_MAILBOX_WRITE
@@ -26,6 +27,7 @@ class DisableMaliciousInboxRules(Step):
     exchange_permissions = (exo.PERM_EXCHANGE,)
     directory_roles = EXCHANGE_ROLE
     reversible = "release re-enables the rules this run disabled"
+    undo_order = 20
     dry_run_description = "would disable suspicious inbox rules (benign rules untouched)"
 
     async def plan(self, ctx: StepContext) -> Plan:
@@ -88,6 +90,24 @@ class DisableMaliciousInboxRules(Step):
         status = StepStatus.PARTIAL if plan.data.get("note") else StepStatus.DONE
         return StepResult(step=self.name, status=status, summary=summary, changes=changes)
 
+    async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
+        """Re-enable each rule the run disabled, through the API that disabled it."""
+        items: list[Undo] = []
+        for c in finished_changes(result):
+            if c.get("what") != "inboxRule":
+                continue
+            rule_id, via, name = str(c.get("id")), c.get("via"), c.get("name") or c.get("id")
+
+            async def enable_rule(rule_id: str = rule_id, via: Any = via) -> None:
+                if via == "exchange":
+                    await exo.set_inbox_rule_enabled(ctx.exchange, ctx.mailbox, rule_id, True)
+                else:
+                    await mail.set_rule_enabled(ctx.graph, ctx.user_id, rule_id, True)
+            hidden = " (hidden, through Exchange)" if via == "exchange" else ""
+            items.append(Undo(f"inboxRule:{rule_id}",
+                              f"inbox rule '{name}'{hidden} re-enabled", enable_rule))
+        return items
+
 
 @register
 class ClearMailboxForwarding(Step):
@@ -97,6 +117,7 @@ class ClearMailboxForwarding(Step):
     exchange_permissions = (exo.PERM_EXCHANGE,)
     directory_roles = EXCHANGE_ROLE
     reversible = "release restores the previous forwarding settings from the record"
+    undo_order = 30
     dry_run_description = "would clear mailbox forwarding"
 
     async def plan(self, ctx: StepContext) -> Plan:
@@ -119,6 +140,23 @@ class ClearMailboxForwarding(Step):
                           changes=[{"what": "mailboxForwarding", "from": plan.data["before"],
                                     "to": None}])
 
+    async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
+        """Set forwarding back to the recorded values (the evidence snapshot when the
+        change did not keep them)."""
+        items: list[Undo] = []
+        for c in finished_changes(result):
+            before = c.get("from") or (ctx.evidence or {}).get("mailbox") or {}
+            values = {k: before.get(k) for k in ("ForwardingSmtpAddress", "ForwardingAddress",
+                                                 "DeliverToMailboxAndForward")}
+            values["DeliverToMailboxAndForward"] = bool(values["DeliverToMailboxAndForward"])
+
+            async def forwarding(values: dict[str, Any] = values) -> None:
+                await exo.set_mailbox(ctx.exchange, ctx.mailbox, **values)
+            target = values["ForwardingSmtpAddress"] or values["ForwardingAddress"]
+            items.append(Undo("mailboxForwarding", f"mailbox forwarding restored to {target}",
+                              forwarding))
+        return items
+
 
 @register
 class EnableMailboxAudit(Step):
@@ -128,6 +166,8 @@ class EnableMailboxAudit(Step):
     exchange_permissions = (exo.PERM_EXCHANGE,)
     directory_roles = EXCHANGE_ROLE
     reversible = "not undone on release: auditing stays on (it is the safe state)"
+    kept = "kept: mailbox auditing stays on (it is the safe state)"
+    undo_order = 95
     dry_run_description = "would enable mailbox auditing and remove audit bypass"
 
     async def plan(self, ctx: StepContext) -> Plan:

@@ -9,7 +9,8 @@ from shared.errors import InvalidTimestamp, NotFound
 from shared.models import StepResult, StepStatus
 from shared.playbook.context import Plan, StepContext
 from shared.playbook.registry import Step, register
-from shared.tenant.graph import auth_methods
+from shared.playbook.undo import ReleaseContext, Undo, finished_changes
+from shared.tenant.graph import auth_methods, directory
 from shared.tenant.graph.auth_methods import (
     PERM_METHODS_READ,
     PERM_METHODS_WRITE,
@@ -28,6 +29,7 @@ class RequireMfa(Step):
     name = "require_mfa"
     graph_permissions = (PERM_GROUP_MEMBER, PERM_PER_USER_MFA)
     reversible = "release removes the Conditional Access group membership the run added"
+    undo_order = 40
     dry_run_description = "would add the user to the MFA Conditional Access group and/or " \
                           "enforce per-user MFA"
 
@@ -70,6 +72,27 @@ class RequireMfa(Step):
         return StepResult(step=self.name, status=status, summary="; ".join(notes),
                           changes=changes)
 
+    async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
+        """Leave the group the run added, and put per-user MFA back: a false positive should
+        not leave a user with an MFA prompt they never had (turn it on by hand to keep it)."""
+        items: list[Undo] = []
+        for c in finished_changes(result):
+            if c.get("what") == "groupMembership" and c.get("group"):
+                group = str(c["group"])
+
+                async def leave(group: str = group) -> str | None:
+                    removed = await directory.remove_group_member(ctx.graph, group, ctx.user_id)
+                    return None if removed else "was no longer a member"
+                items.append(Undo(f"group:{group}", f"removed from the Conditional Access "
+                                  f"group {group} the run added", leave))
+            elif c.get("what") == "perUserMfaState" and c.get("from"):
+                state = str(c["from"])
+
+                async def mfa(state: str = state) -> None:
+                    await auth_methods.enforce_per_user_mfa(ctx.graph, ctx.user_id, state)
+                items.append(Undo("perUserMfa", f"per-user MFA restored to {state}", mfa))
+        return items
+
 
 def _created(method: dict[str, Any]) -> datetime | None:
     """The method's creation time (Graph sends up to 7 fractional digits), or None."""
@@ -103,6 +126,9 @@ class RemoveSuspiciousAuthMethods(Step):
     directory_roles = ("Privileged Authentication Administrator",)
     disruptive = True
     reversible = "cannot be undone: the user re-registers methods (helpdesk issues a TAP)"
+    cannot_undo = ("cannot be undone: removed authentication methods must be registered "
+                   "again by the user")
+    undo_order = 80
     dry_run_description = "would remove authentication methods registered within the " \
                           "policy window before the detection, or after it"
 
@@ -142,3 +168,14 @@ class RemoveSuspiciousAuthMethods(Step):
         return StepResult(step=self.name, status=StepStatus.DONE if removed
                           else StepStatus.NOTHING_TO_DO, summary=summary, changes=removed,
                           data={"notAssessed": plan.data.get("notAssessed", [])})
+
+    async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
+        """Not undone (see `cannot_undo`); the report names each removed method so the
+        helpdesk knows what the user has to register again."""
+        items = await super().undo(ctx, result)
+        for item in items:
+            names = [f"{(c.get('removed') or {}).get('kind')} "
+                     f"'{(c.get('removed') or {}).get('displayName') or '?'}'"
+                     for c in item.changes or []]
+            item.summary += f" (removed: {', '.join(names)})"
+        return items

@@ -27,12 +27,14 @@ from kiota_http.middleware import (
     UserAgentHandler,
 )
 from kiota_http.middleware.options import ResponseHandlerOption
-from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph.graph_request_adapter import GraphRequestAdapter
+from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
 from shared.errors import (
     BadRequest,
     ReadOnlyViolation,
+    ServiceDetails,
     ServiceError,
     Throttled,
     Unavailable,
@@ -110,7 +112,7 @@ def error_from_response(
     if status in (401, 403):
         message = f"{message.rstrip('.')}. {permission_hint(permission, role)}"
     cls = error_for_status(status)
-    kwargs: dict[str, Any] = {
+    kwargs: ServiceDetails = {
         "service": "graph",
         "status": status,
         "code": code,
@@ -143,6 +145,8 @@ class GraphClient:
 
     @property
     def adapter(self) -> GraphRequestAdapter:
+        # The SDK types it as the abstract RequestAdapter; create_graph_client builds it as a
+        # GraphRequestAdapter, the only kind this client ever holds.
         return self.sdk.request_adapter  # type: ignore[return-value]
 
     async def request(
@@ -206,7 +210,9 @@ class GraphClient:
         info.headers.try_add("Accept", "application/json")
         info.add_request_options([ResponseHandlerOption(NativeResponseHandler())])
         try:
-            return await adapter.send_primitive_async(info, "bytes", None)  # type: ignore[return-value]
+            # The native response handler hands back the raw httpx response, not bytes.
+            response: httpx.Response = await adapter.send_primitive_async(info, "bytes", None)
+            return response
         except TRANSIENT_ERRORS as exc:
             # The retry transport already spent its attempts: hand the runner a typed,
             # retryable error (the queue redelivers), not a raw httpx exception.
@@ -301,7 +307,7 @@ def create_graph_client(
     http = GraphClientFactory.create_with_custom_middleware(middleware=middleware, client=http)
     host = urlsplit(settings.graph_base_url).hostname or ""
     auth = AzureIdentityAuthenticationProvider(
-        credential,  # type: ignore[arg-type]
+        credential,
         scopes=[GRAPH_SCOPE],
         allowed_hosts=[host],
     )

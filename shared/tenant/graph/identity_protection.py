@@ -27,8 +27,10 @@ to one-user reads."""
 async def get_risky_user(graph: GraphClient, user_id: str) -> dict[str, Any] | None:
     """The user's risk record, or None when Identity Protection has none."""
     try:
-        return await graph.request("GET", build_path("/identityProtection/riskyUsers/{}", user_id),
-                                   permission=PERM_RISKY_READ)
+        record: dict[str, Any] | None = await graph.request(
+            "GET", build_path("/identityProtection/riskyUsers/{}", user_id),
+            permission=PERM_RISKY_READ)
+        return record
     except NotFound:
         return None
 

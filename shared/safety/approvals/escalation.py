@@ -1,0 +1,93 @@
+"""After an approval ends the run resumes; an approval nobody decided in time is escalated.
+
+Expiry never drops an approval silently: `escalate_expired` (a timer) marks it expired,
+journals it, notifies everyone again, and resumes the run, which records the waiting steps
+as skipped and the run as failed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from shared.models import RemediationRequest
+from shared.safety import notify
+from shared.safety.approvals import store
+from shared.safety.approvals.store import Approval
+from shared.state import clock
+
+if TYPE_CHECKING:
+    from shared.services import Services
+
+
+async def enqueue_resume(services: Services, approval: Approval, by: str) -> None:
+    """Queue the run again: it picks up the decision (or the expiry) at its gate."""
+    request = RemediationRequest.model_validate({
+        "user": approval.user_id or approval.user, "action": "resume",
+        "runId": approval.run_id, "requestId": f"resume-{approval.run_id}-{approval.state}",
+        "source": "approval", "requestedBy": by[:400],
+        "reason": f"approval {approval.state}"})
+    await services.storage.enqueue(services.settings.remediation_queue, request.to_message())
+
+
+async def _requeue_lost_resume(services: Services, row: dict[str, Any], when: datetime) -> None:
+    """A decision is stored before its resume message is queued; if queueing failed, the run
+    would wait forever. A decided approval whose run still waits gets its resume again
+    (resuming is idempotent: the request id is the same)."""
+    decided_at = row.get("decidedAt")
+    if isinstance(decided_at, datetime) and (when - decided_at).total_seconds() < 300:
+        return  # give the first resume message time to be processed
+    run = await services.journal.get_run(str(row.get("runId")))
+    if run is None or run.state != "waiting_approval":
+        return
+    approval = await store.get_approval(services, run.run_id)
+    if approval is not None and approval.state == row.get("state"):
+        await services.journal.event(run.run_id, "approval-resume-requeued",
+                                     "the run still waited after its approval was decided: "
+                                     "resume queued again")
+        await enqueue_resume(services, approval, "timer")
+
+
+async def escalate_expired(services: Services, *, now: datetime | None = None,
+                           only: str | None = None) -> list[str]:
+    """Expire overdue pending approvals: journal, notify (escalation), resume the run."""
+    when = now or clock.now()
+    rows = await store.rows(services)
+    escalated: list[str] = []
+    for row in rows:
+        if only and row.get("runId") != only:
+            continue
+        if row.get("state") in ("approved", "denied", "expired"):
+            await _requeue_lost_resume(services, row, when)
+            continue
+        if row.get("state") != "pending":
+            continue
+        expires = row.get("expiresAt")
+        if not isinstance(expires, datetime) or when < expires:
+            continue
+        approval = await store.get_approval(services, row["runId"])
+        if approval is None or approval.state != "pending":
+            continue
+        if await store.transition(services, approval, "expired", decided_by="",
+                                  by_trust="system", when=when) is None:
+            continue  # a decision or another timer won: nothing to escalate here
+        escalated.append(approval.run_id)
+        message = (f"approval for {', '.join(approval.steps)} expired at "
+                   f"{approval.expires_at.isoformat()} without a decision: escalated")
+        await services.journal.event(approval.run_id, "approval-expired", message,
+                                     {"steps": approval.steps})
+        deliveries = await notify.send(services, notify.Notification(
+            event="approval.escalated",
+            title=f"ESCALATION: approval to contain {approval.upn} expired",
+            lines=[message, "The waiting steps were not done. Decide now: re-run the "
+                   "remediation for this user, or release the run if it was a false "
+                   "positive."],
+            run_id=approval.run_id,
+            facts={"run": approval.run_id, "user": f"{approval.upn} ({approval.user_id})",
+                   "roles": ", ".join(approval.roles)},
+            data={"steps": approval.steps, "expiredAt": approval.expires_at.isoformat()}))
+        await services.journal.event(approval.run_id, "approval-escalated",
+                                     f"escalated: {notify.summary(deliveries)}",
+                                     {"channels": [d.channel for d in deliveries if d.ok]})
+        await enqueue_resume(services, approval, "expiry")
+    return escalated
