@@ -29,12 +29,14 @@ demo: setup
 
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m devtools.permissions --check
 
 checkov: $(CHECKOV_VENV)/.installed
 	$(CHECKOV_VENV)/bin/checkov --config-file infra/.checkov.yaml
 
-## Everything CI runs: lint, the permission file check, checkov, and the test suite.
+## Everything CI runs: lint (ruff, mypy strict on shared/), the permission file check,
+## checkov, and the test suite.
 test: setup checkov lint
 	CHECKOV_BIN=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
 

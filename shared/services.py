@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import httpx
 
@@ -25,6 +26,8 @@ from shared.tenant.graph.directory import add_group_members
 from shared.tenant.graph.identity_protection import confirm_compromised
 from shared.tenant.identity_reads import IdentityReads
 from shared.tenant.pacing import AdaptiveLimit, Aggregator, Pacer
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -52,7 +55,8 @@ class Services:
     _ttl_cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
     _ttl_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
-    async def tenant_fact(self, key: str, loader: Any, ttl: float = 300.0) -> Any:
+    async def tenant_fact(self, key: str, loader: Callable[[], Awaitable[T]],
+                          ttl: float = 300.0) -> T:
         """Tenant-wide facts (verified domains, organisation config) read once per `ttl`
         per process, not once per run: a storm of 500 runs needs them once."""
         lock = self._ttl_locks.setdefault(key, asyncio.Lock())
@@ -60,7 +64,7 @@ class Services:
             now = time.monotonic()
             hit = self._ttl_cache.get(key)
             if hit and now - hit[0] < ttl:
-                return hit[1]
+                return cast(T, hit[1])  # one key, one loader
             value = await loader()
             self._ttl_cache[key] = (now, value)
             return value

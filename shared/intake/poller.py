@@ -77,7 +77,8 @@ class PacedTransport(httpx.AsyncBaseTransport):
             await response.aread()  # the request is over only when its body has arrived
             return response
 
-        return await self._pacer.run(send)
+        response: httpx.Response = await self._pacer.run(send)
+        return response
 
     async def aclose(self) -> None:
         await self._inner.aclose()

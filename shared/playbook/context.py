@@ -8,9 +8,10 @@ read of each thing; a resumed run starts with an empty cache and reads afresh.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from shared.models import RemediationRequest, StepResult, StepStatus
 from shared.tenant import exchange as exo
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from shared.tenant.graph.client import GraphClient
     from shared.tenant.graph.directory import DirectoryUser
 
+T = TypeVar("T")
 
 @dataclass
 class Plan:
@@ -91,15 +93,14 @@ class StepContext:
         return bool(result and result.status in (StepStatus.DONE, StepStatus.NOTHING_TO_DO,
                                                   StepStatus.PARTIAL, StepStatus.PLANNED))
 
-    async def cached(self, key: str, loader: Any) -> Any:
+    async def cached(self, key: str, loader: Callable[[], Awaitable[T]]) -> T:
         """Load once per run; concurrent callers wait for the first load."""
-        if key in self._cache:
-            return self._cache[key]
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            if key not in self._cache:
-                self._cache[key] = await loader()
-        return self._cache[key]
+        if key not in self._cache:
+            lock = self._locks.setdefault(key, asyncio.Lock())
+            async with lock:
+                if key not in self._cache:
+                    self._cache[key] = await loader()
+        return cast(T, self._cache[key])  # each key is always loaded by the same reader
 
     def forget(self, key: str) -> None:
         self._cache.pop(key, None)

@@ -31,7 +31,8 @@ from shared.playbook.undo import ReleaseContext, Undo
 from shared.safety import approvals, notify
 from shared.safety.exclusions import exclusion_reason
 from shared.services import Services
-from shared.state.journal import now, safe_key
+from shared.state.clock import now
+from shared.state.journal import safe_key
 
 log = logging.getLogger("responder.release")
 RELEASE_ROW = "release"

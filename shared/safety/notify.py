@@ -23,6 +23,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -33,7 +34,7 @@ from shared.logs import redact
 from shared.permissions import declare
 from shared.settings import _is_loopback
 from shared.state import partitions
-from shared.state.journal import now
+from shared.state.clock import now
 from shared.tenant.graph import directory
 
 if TYPE_CHECKING:
@@ -222,7 +223,7 @@ def _http_delivery(channel: str, url: str, response: httpx.Response) -> Delivery
                     redact_url(url))
 
 
-async def _attempt(channel: str, target: str, coro: Any) -> Delivery:
+async def _attempt(channel: str, target: str, coro: Awaitable[Delivery]) -> Delivery:
     try:
         return await coro
     except UnsafeUrl as exc:

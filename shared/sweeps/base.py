@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.state import partitions
-from shared.state.journal import now
+from shared.state.clock import now
 from shared.state.lease import Lease
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from typing import Any
 from shared.errors import NotFound
 from shared.models import RiskSignal
 from shared.playbook.steps.followup import CONTAINMENT, PENDING_UNBLOCKS
-from shared.state.journal import now
+from shared.state.clock import now
 from shared.sweeps.base import SweepContext
 from shared.sweeps.registry import Sweep, register
 from shared.sweeps.submit import ACTIVE_RUN_STATES, excluded, record, submit_signals

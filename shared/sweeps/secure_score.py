@@ -24,7 +24,7 @@ from typing import Any
 
 from shared.errors import Forbidden
 from shared.state import partitions
-from shared.state.journal import now
+from shared.state.clock import now
 from shared.sweeps.base import SweepContext, SweepResult
 from shared.sweeps.registry import Sweep, register
 from shared.tenant.graph.security import PERM_SECURITY_READ, control_profiles, secure_scores
@@ -105,11 +105,11 @@ def control_states(latest: dict[str, Any], chosen: dict[str, dict[str, Any]])\
 
 def trend(scores: list[dict[str, Any]]) -> dict[str, Any]:
     """The score per day, oldest first, and its change over the period."""
-    days = [{"date": _day(s), "score": float(s.get("currentScore") or 0),
-             "maxScore": float(s.get("maxScore") or 0)}
-            for s in sorted(scores, key=lambda s: str(s.get("createdDateTime") or ""))]
-    for d in days:
-        d["percent"] = _pct(d["score"], d["maxScore"])
+    days: list[dict[str, Any]] = []
+    for s in sorted(scores, key=lambda s: str(s.get("createdDateTime") or "")):
+        score, maximum = float(s.get("currentScore") or 0), float(s.get("maxScore") or 0)
+        days.append({"date": _day(s), "score": score, "maxScore": maximum,
+                     "percent": _pct(score, maximum)})
     if len(days) < 2:
         return {"days": days, "change": 0.0, "direction": "unknown"}
     change = round(days[-1]["score"] - days[0]["score"], 2)
@@ -179,10 +179,11 @@ class SecureScoreSweep(Sweep):
         latest = scores[0]
         chosen = choose_controls(profiles)
         controls = control_states(latest, chosen)
-        current = {"date": _day(latest), "score": float(latest.get("currentScore") or 0),
-                   "maxScore": float(latest.get("maxScore") or 0),
-                   "controls": {c["id"]: {"score": c["score"], "state": c["state"],
-                                          "maxScore": c["maxScore"]} for c in controls}}
+        current: dict[str, Any] = {
+            "date": _day(latest), "score": float(latest.get("currentScore") or 0),
+            "maxScore": float(latest.get("maxScore") or 0),
+            "controls": {c["id"]: {"score": c["score"], "state": c["state"],
+                                   "maxScore": c["maxScore"]} for c in controls}}
         journal = ctx.services.journal
         previous_row = await journal.get_item(LAST, LAST_ROW)
         previous = _loads(previous_row.get("snapshot")) if previous_row else None

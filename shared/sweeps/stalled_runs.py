@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from shared.models import RemediationRequest
-from shared.state.journal import RunRecord, now
+from shared.state.clock import now
+from shared.state.journal import RunRecord
 from shared.sweeps.base import SweepContext
 from shared.sweeps.registry import Sweep, register
 

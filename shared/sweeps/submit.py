@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.models import RiskSignal
 from shared.safety.exclusions import exclusion_reason
-from shared.state.journal import now
+from shared.state.clock import now
 
 if TYPE_CHECKING:
     from shared.services import Services

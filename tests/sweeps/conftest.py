@@ -13,7 +13,8 @@ import pytest
 from devtools.emulator import EmulatorServer, make_tenant
 from functions import runtime
 from shared.services import Services
-from shared.state.journal import RunRecord, now
+from shared.state.clock import now
+from shared.state.journal import RunRecord
 from tests.conftest import TOKEN, make_settings
 from tests.playbook.conftest import build_services
 

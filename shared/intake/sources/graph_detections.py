@@ -173,7 +173,8 @@ def from_change_notification(item: Any) -> RiskSignal:
     lifecycle = data.get("lifecycleEvent")
     if lifecycle is not None:
         raise Ignored(f"lifecycle notification {str(lifecycle)[:60]!r} carries no resource")
-    resource = data.get("resource") if isinstance(data.get("resource"), str) else ""
+    raw_resource = data.get("resource")
+    resource = raw_resource if isinstance(raw_resource, str) else ""
     resource_data = as_dict(data.get("resourceData"))
     match = _USER_RESOURCE.fullmatch(resource.strip().strip("/"))
     is_user = match is not None or norm(first(resource_data, "@odata.type")) == "microsoftgraphuser"

@@ -15,7 +15,7 @@ from shared.errors import ServiceError
 from shared.models import StepResult, StepStatus
 from shared.playbook.context import Plan, StepContext
 from shared.playbook.registry import Step, register
-from shared.state.journal import now
+from shared.state.clock import now
 from shared.tenant import exchange as exo
 from shared.tenant.graph import directory
 from shared.tenant.graph.auth_methods import PERM_METHODS_READ, PERM_PER_USER_MFA

@@ -9,7 +9,7 @@ from shared.playbook.context import Plan, StepContext
 from shared.playbook.registry import Step, register
 from shared.playbook.undo import ReleaseContext, Undo
 from shared.state import partitions
-from shared.state.journal import now
+from shared.state.clock import now
 from shared.tenant import exchange as exo
 
 CONTAINMENT = ("reset_password", "revoke_sessions", "disable_malicious_inbox_rules",
