@@ -7,6 +7,8 @@ from functions.alerts_eventhub import bp as alerts_eventhub
 from functions.alerts_http import bp as alerts_http
 from functions.approvals_http import bp as approvals_http
 from functions.approvals_timer import bp as approvals_timer
+from functions.intake_worker import bp as intake_worker
+from functions.preflight_timer import bp as preflight_timer
 from functions.remediation_worker import bp as remediation_worker
 from functions.reports_http import bp as reports_http
 from functions.risk_poller import bp as risk_poller
@@ -21,7 +23,9 @@ app.register_functions(sweeps)
 app.register_functions(alerts_http)
 app.register_functions(alerts_eventgrid)
 app.register_functions(alerts_eventhub)
+app.register_functions(intake_worker)
 app.register_functions(risk_poller)
 app.register_functions(approvals_http)
 app.register_functions(approvals_timer)
 app.register_functions(reports_http)
+app.register_functions(preflight_timer)

@@ -22,6 +22,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = ROOT / "devtools" / "tenants" / "demo.json"
 POLICY = ROOT / "devtools" / "demo-policy.json"
+HARD_CASES = (
+    # (user, steps, what it shows): accounts this tenant cannot fully contain on its own
+    ("alex_fabrikam.com#EXT#@contoso.onmicrosoft.com", ["reset_password", "revoke_sessions"],
+     "B2B guest: password and sessions live in the home tenant"),
+    ("diego@contoso.com", ["reset_password", "disable_account", "revoke_sessions"],
+     "synced user: the cloud refuses password and sign-in writes"),
+)
 
 
 def _user(state: dict[str, Any], upn: str) -> dict[str, Any]:
@@ -46,14 +53,23 @@ def tenant_changes(before: dict[str, Any], after: dict[str, Any], upn: str) -> l
     gone = {m["id"] for m in b.get("authMethods", [])} - {m["id"] for m in a.get("authMethods", [])}
     for m in b.get("authMethods", []):
         if m["id"] in gone:
+            name = m.get("displayName") or (
+                f"{m.get('phoneType')} ...{str(m.get('phoneNumber', ''))[-4:]}"
+                if m.get("phoneType") else "")
+            when = m.get("createdDateTime") or "(no createdDateTime: dated by the audit log)"
             out.append(f"MFA method removed: {m.get('type') or m.get('@odata.type')} "
-                       f"'{m.get('displayName', '')}' registered {m.get('createdDateTime')}")
+                       f"'{name}' registered {when}")
     rules_b = {r["id"]: r for r in (b.get("mailbox") or {}).get("rules", [])}
     for r in (a.get("mailbox") or {}).get("rules", []):
         old = rules_b.get(r["id"], {})
         if old.get("isEnabled", True) != r.get("isEnabled", True):
             hidden = " (hidden rule)" if r.get("hidden") else ""
             out.append(f"inbox rule '{r.get('displayName')}'{hidden}: disabled (kept for restore)")
+        elif r.get("isEnabled", True) and (r.get("actions") or {}).get("forwardTo"):
+            to = ", ".join(str((x.get("emailAddress") or {}).get("address"))
+                           for x in r["actions"]["forwardTo"])
+            out.append(f"inbox rule '{r.get('displayName')}': left enabled (forwards to {to}, "
+                       "inside the organisation)")
     mb_b, mb_a = b.get("mailbox") or {}, a.get("mailbox") or {}
     if mb_b.get("forwardingSmtpAddress") != mb_a.get("forwardingSmtpAddress"):
         out.append(f"mailbox forwarding: {mb_b.get('forwardingSmtpAddress')} -> "
@@ -70,6 +86,23 @@ def tenant_changes(before: dict[str, Any], after: dict[str, Any], upn: str) -> l
     for addr in blocked_b - blocked_a:
         out.append(f"restricted senders: {addr} released")
     return out
+
+
+async def print_hard_cases(services: Any, requests: list[Any], dry_run: bool) -> None:
+    """What the responder could and could not do for a guest and a synced user."""
+    from shared.playbook.runner import run_id_for
+
+    if not requests:
+        return
+    print("\naccounts this tenant cannot fully contain (reported, not pretended):")
+    for request in requests:
+        run_id = run_id_for(request, dry_run)
+        results = await services.journal.step_results(run_id)
+        print(f"  {request.user} - {request.reason}")
+        for name in request.actions or []:
+            r = results.get(name)
+            if r is not None:
+                print(f"    - {name}: {r.status.value}: {r.summary}")
 
 
 async def print_posture(services: Any) -> None:
@@ -114,11 +147,22 @@ async def run_demo(user: str, dry_run: bool, as_json: bool, posture: bool = True
             request = RemediationRequest.model_validate({
                 "user": user, "requestId": f"demo-{int(time.time())}", "riskLevel": "high",
                 "reason": "Entra ID Protection: unfamiliar sign-in properties, high risk",
+                # the seeded detection's time, as an alert carries it: the MFA-method window
+                # is measured from it
+                "detectedAt": "2026-11-25T03:12:44Z",
                 "source": "demo", "requestedBy": "devtools.demo", "dryRun": dry_run,
             })
             await services.storage.enqueue(settings.remediation_queue, request.to_message())
-            print(f"queued a remediation request for {user}; running the queue worker ...",
-                  file=sys.stderr)
+            extra = [] if as_json else [RemediationRequest.model_validate({
+                "user": who, "requestId": f"{request.request_id}-{i}", "actions": steps,
+                "reason": why, "source": "demo", "requestedBy": "devtools.demo",
+                "dryRun": dry_run}) for i, (who, steps, why) in enumerate(HARD_CASES)
+                if who.lower() != user.lower()]
+            for other in extra:
+                await services.storage.enqueue(settings.remediation_queue, other.to_message())
+            print(f"queued a remediation request for {user}"
+                  + (f" (and {len(extra)} short ones for a guest and a synced user)"
+                     if extra else "") + "; running the queue worker ...", file=sys.stderr)
             host = LocalHost(function_app.app, services.storage, env, visibility_timeout=1)
             stats = await host.run_until_idle(120)
             from shared.playbook.runner import run_id_for
@@ -143,6 +187,7 @@ async def run_demo(user: str, dry_run: bool, as_json: bool, posture: bool = True
                 print(f"\n{len(emulator.requests())} Graph/Exchange calls, {len(writes)} "
                       f"writes; {stats.delivered} queue deliveries; "
                       f"{time.monotonic() - started:.1f} s in all")
+                await print_hard_cases(services, extra, dry_run or settings.dry_run)
                 if posture:
                     await print_posture(services)
             return 0 if run.state == "finished" else 1

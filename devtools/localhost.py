@@ -24,6 +24,7 @@ from typing import Any
 import azure.functions as func
 from azure.functions.queue import QueueMessage
 
+from shared.settings import APP_SETTINGS, EXTRA_SETTINGS
 from shared.state.storage import Storage, poison_queue_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +50,13 @@ def _seconds(value: str | None, default: float) -> float:
         return default
     h, m, s = value.split(":")
     return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def with_defaults(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment over the settings' documented defaults, so a queue trigger whose
+    setting the caller did not pass (a newer queue) listens on its default queue."""
+    defaults = {s.name: s.default for s in (*APP_SETTINGS, *EXTRA_SETTINGS) if s.default}
+    return {**defaults, **env}
 
 
 def resolve_setting(name: str, env: Mapping[str, str]) -> str:
@@ -105,12 +113,13 @@ class LocalHost:
 
     def _queue_functions(self, app: func.FunctionApp) -> list[QueueFunction]:
         found = []
+        env = with_defaults(self.env)
         for fn in app_functions(app):
             trigger = next((b for b in fn.get_bindings() if b.type == "queueTrigger"), None)
             if trigger is None:
                 continue
             found.append(QueueFunction(fn.get_function_name(),
-                                       resolve_setting(trigger.queue_name, self.env),
+                                       resolve_setting(trigger.queue_name, env),
                                        fn.get_user_function(), trigger.name))
         return found
 

@@ -3,6 +3,9 @@
 The function name `risk_alert_eventgrid` is public: infra/main.bicep points the Event Grid
 subscription at it. A payload that cannot be read is recorded and dropped (redelivery would
 not fix it); storage trouble raises, so Event Grid redelivers and dedupe absorbs repeats.
+Graph partner events about users (`Microsoft.Graph.UserUpdated`) are not risk signals: they
+only queue a paced read of the user's risk (`shared.intake.user_checks`), and when
+RESPONDER_GRAPH_CLIENT_STATE is set their clientState must match it.
 """
 
 from __future__ import annotations

@@ -2,9 +2,15 @@
 automation, Graph change notifications, Event Grid webhooks (docs/intake.md: how to wire).
 
 Answers fast (Graph allows 3 seconds): validate, detect the shape, enqueue, 202. It never
-waits for a remediation and makes no Graph call (group exclusions are checked by the worker).
+waits for a remediation. A large body (over `shared.intake.batches.SYNC_MAX_BYTES` or
+`SYNC_MAX_SIGNALS`) is stored as one blob and queued for the intake worker, and answered
+202 at once; the caps (`MAX_BODY_BYTES`, the normaliser's `MAX_RECORDS`) answer 413. A small
+body is taken in here: its only Graph calls are directory lookups of users named without an
+object id (bounded by `LOOKUP_SECONDS`, cached); group exclusions are checked by the worker.
 Authentication: the function key (enforced by the Functions host, AuthLevel.FUNCTION), plus
-an optional shared secret header; Graph notifications prove themselves with `clientState`.
+an optional shared secret header; Graph notifications prove themselves with `clientState`,
+item by item, and a body on that path is only ever read as change notifications (user
+changes queue a paced risk read, never a run: `shared.intake.user_checks`).
 Nothing is enqueued on any 4xx; each refusal is logged and recorded with its reason.
 """
 
@@ -16,23 +22,36 @@ import logging
 from typing import Any
 
 import azure.functions as func
+from azure.core.exceptions import AzureError
 
 from functions.runtime import services
-from shared.intake.pipeline import intake_payload, record
+from shared.intake.batches import needs_queue, store_batch
+from shared.intake.pipeline import intake_result, record
 from shared.intake.sources import (
     AlertError,
     PayloadTooLarge,
     UnknownShape,
     is_eventgrid_validation,
+    normalise,
     notification_client_states,
 )
+from shared.intake.sources.graph_detections import (
+    NOTIFICATION_COLLECTION_KEYS,
+    from_change_notifications,
+)
+from shared.intake.sources.result import NormaliseResult
+from shared.intake.user_checks import queue_user_checks
 from shared.services import Services
 
 bp = func.Blueprint()
 log = logging.getLogger("responder.functions.alerts_http")
 
 ROUTE = "http"
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024
+"""Largest body read (the normaliser's text cap; 10,000 records, its `MAX_RECORDS`, of about
+1.6 KB each). Larger: 413, recorded. Bodies over `SYNC_MAX_BYTES` go through the queue."""
+LOOKUP_SECONDS = 1.0
+"""Bound on directory lookups of users named without an object id, inside the request."""
 SECRET_HEADER = "x-responder-secret"  # noqa: S105 (a header name, not a secret)
 CLIENT_STATE_SETTING = "RESPONDER_GRAPH_CLIENT_STATE"
 MAX_VALIDATION_TOKEN_CHARS = 4096
@@ -77,6 +96,86 @@ def _filter_client_state(payload: dict[str, Any], expected: str) -> tuple[Any, i
     return payload, sum(keep), len(keep) - sum(keep)
 
 
+async def _validation(svc: Services, req: func.HttpRequest, token: str) -> func.HttpResponse:
+    """Graph's subscription validation: `POST url?validationToken=T` with no body, answered
+    within 10 s with 200, `text/plain`, and the URL-decoded token as the body
+    (microsoft-graph-docs-contrib:concepts/includes/
+    change-notifications-delivery-notificationurl-validation.md, included in
+    https://learn.microsoft.com/graph/change-notifications-overview). Only that handshake is
+    answered, and only when a clientState is configured (without one every notification is
+    refused, so a subscription must not be validated); the token is never reflected in any
+    other answer, and `nosniff` stops a browser from reading it as anything but text."""
+    if req.method.upper() != "POST" or (req.get_body() or b"").strip():
+        return await _refuse(svc, 400, "validationToken is answered only on the Graph "
+                             "validation handshake (a POST with no body)")
+    if not svc.settings.graph_client_state:
+        return await _refuse(svc, 403, f"subscription validation refused: "
+                             f"{CLIENT_STATE_SETTING} is not set, so notifications could not "
+                             "be checked")
+    if not token or len(token) > MAX_VALIDATION_TOKEN_CHARS:
+        return await _refuse(svc, 400, "validationToken is empty or too long")
+    return func.HttpResponse(token, status_code=200, mimetype="text/plain",
+                             headers={"X-Content-Type-Options": "nosniff"})
+
+
+async def _notifications(svc: Services, payload: Any) -> func.HttpResponse:
+    """A Graph change-notification body: each item's clientState is checked in constant
+    time, and the kept items are read only as change notifications (never handed to the
+    general normaliser, so a risk-detection shape or a `records` array beside a valid
+    clientState starts nothing). User changes queue a paced risk read; nothing is enqueued."""
+    expected = svc.settings.graph_client_state
+    if not expected:
+        return await _refuse(svc, 403, f"Graph change notifications are refused: "
+                             f"{CLIENT_STATE_SETTING} is not set, so clientState cannot be "
+                             "checked")
+    try:
+        payload, kept, dropped = _filter_client_state(payload, expected)
+    except AlertError as exc:
+        return await _refuse(svc, 400, f"malformed change notification: {exc}")
+    if dropped:
+        log.warning("dropped %d Graph notification(s) with a wrong clientState", dropped)
+        await record(svc, "http-refused", f"{dropped} notification(s) with a wrong "
+                     "clientState dropped", {"route": ROUTE, "status": 403, "kept": kept})
+    if not kept:
+        return await _refuse(svc, 403, "clientState does not match")
+    extra = sorted(str(k)[:40] for k in payload if k not in NOTIFICATION_COLLECTION_KEYS) \
+        if isinstance(payload.get("value"), list) else []
+    if extra:
+        await record(svc, "http-refused", "change-notification body carries fields that are "
+                     f"not part of a notification collection ({', '.join(extra[:10])}); they "
+                     "are not read", {"route": ROUTE, "status": 202, "fields": extra[:10]})
+    result = from_change_notifications(payload)
+    for problem in result.problems:
+        await record(svc, "problem", f"{problem.error}: {problem.reason}",
+                     {"route": ROUTE, "locator": problem.locator, "source": problem.source,
+                      "error": problem.error})
+    try:
+        checks = await queue_user_checks(svc, result.user_changes, route=ROUTE,
+                                         client_state_checked=True)
+    except AzureError:  # storage trouble: Graph retries the notification
+        log.warning("could not queue user checks", exc_info=True)
+        return _json(503, {"error": "temporarily unable to take the notifications; retry"},
+                     headers={"Retry-After": "10"})
+    return _json(202, {"accepted": True, "enqueued": 0, "userChecks": checks,
+                       "problems": len(result.problems), "ignored": len(result.ignored),
+                       "dropped": dropped})
+
+
+async def _queue_body(svc: Services, body: bytes, result: NormaliseResult) \
+        -> func.HttpResponse:
+    """A large body: stored and queued for the intake worker (no per-record work here)."""
+    try:
+        stored = await store_batch(svc, body, result, route=ROUTE)
+    except AzureError:  # storage trouble: nothing was queued, the sender retries
+        log.warning("could not store a large alert body", exc_info=True)
+        return _json(503, {"error": "temporarily unable to take the alerts; retry"},
+                     headers={"Retry-After": "10"})
+    log.info("alert webhook: %d signal(s) in %d bytes queued as %s", stored.signals,
+             stored.bytes, stored.blob)
+    return _json(202, {"accepted": True, "queued": True, "signals": stored.signals,
+                       "problems": len(result.problems), "ignored": len(result.ignored)})
+
+
 async def handle(svc: Services, req: func.HttpRequest) -> func.HttpResponse:
     """The whole webhook, testable with a real `func.HttpRequest`."""
     if req.method.upper() == "OPTIONS":  # CloudEvents webhook abuse-protection handshake
@@ -90,10 +189,8 @@ async def handle(svc: Services, req: func.HttpRequest) -> func.HttpResponse:
             "WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*"})
 
     token = req.params.get("validationToken")
-    if token is not None:  # Graph subscription validation: echo the token as text/plain
-        if len(token) > MAX_VALIDATION_TOKEN_CHARS:
-            return await _refuse(svc, 400, "validationToken is too long")
-        return func.HttpResponse(token, status_code=200, mimetype="text/plain")
+    if token is not None:
+        return await _validation(svc, req, token)
 
     secret = svc.settings.webhook_shared_secret
     given = req.headers.get(SECRET_HEADER)
@@ -124,33 +221,22 @@ async def handle(svc: Services, req: func.HttpRequest) -> func.HttpResponse:
         return _json(200, {"validationResponse": code})
 
     if _is_change_notification(payload):
-        expected = svc.settings.graph_client_state
-        if not expected:
-            return await _refuse(svc, 403, f"Graph change notifications are refused: "
-                                 f"{CLIENT_STATE_SETTING} is not set, so clientState cannot be "
-                                 "checked")
-        try:
-            payload, kept, dropped = _filter_client_state(payload, expected)
-        except AlertError as exc:
-            return await _refuse(svc, 400, f"malformed change notification: {exc}")
-        if dropped:
-            log.warning("dropped %d Graph notification(s) with a wrong clientState", dropped)
-            await record(svc, "http-refused", f"{dropped} notification(s) with a wrong "
-                         "clientState dropped", {"route": ROUTE, "status": 403,
-                                                 "kept": kept})
-        if not kept:
-            return await _refuse(svc, 403, "clientState does not match")
-    elif secret and given is None:
+        return await _notifications(svc, payload)
+    if secret and given is None:
         return await _refuse(svc, 401, f"missing {SECRET_HEADER} header")
 
     try:
-        outcome = await intake_payload(svc, payload, route=ROUTE, check_groups=False)
+        result = normalise(payload)
     except UnknownShape as exc:
         return await _refuse(svc, 422, f"unknown alert shape: {exc}")
     except PayloadTooLarge as exc:
         return await _refuse(svc, 413, f"payload too large: {exc}")
     except AlertError as exc:
         return await _refuse(svc, 400, f"malformed alert payload: {exc}")
+    if needs_queue(len(body), result):
+        return await _queue_body(svc, body, result)
+    outcome = await intake_result(svc, result, route=ROUTE, check_groups=False,
+                                  lookup_seconds=LOOKUP_SECONDS)
     summary = outcome.summary()
     if outcome.errors:  # storage trouble: ask the sender to retry (dedupe absorbs repeats)
         log.warning("alert webhook: %d signal(s) failed, asking for a retry", len(outcome.errors))

@@ -4,7 +4,9 @@ Anonymous on purpose: the signed, expiring, single-use token in the link IS the 
 (a function key in the link would be a second, long-lived secret in every mail). GET only
 shows a confirmation form (mail link scanners open links; they must not decide); POST with
 the token decides. Put App Service Authentication in front and set
-RESPONDER_APPROVAL_TRUST_PRINCIPAL_HEADER=true to record a verified identity.
+RESPONDER_APPROVAL_TRUST_PRINCIPAL_HEADER=true to record a verified identity. Being open to
+anyone, a refused request costs no storage write and no query (logged and counted only;
+at most one point read of the approval row).
 """
 
 from __future__ import annotations

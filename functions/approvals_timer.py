@@ -1,4 +1,5 @@
-"""Timer: approvals nobody decided in time are escalated, never silently dropped."""
+"""Timer: approvals nobody decided in time are escalated, never silently dropped (schedule:
+app setting RESPONDER_APPROVALS_ESCALATION_SCHEDULE, default `0 */5 * * * *`)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ from shared.safety.approvals import escalate_expired
 
 bp = func.Blueprint()
 log = logging.getLogger("responder.functions.approvals_timer")
+SCHEDULE_SETTING = "RESPONDER_APPROVALS_ESCALATION_SCHEDULE"
+"""The app setting (6-field NCRONTAB) the timer binds; infra/ deploys it."""
 
 
 @bp.function_name("approvals_escalation")
-@bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=False)
+@bp.timer_trigger(arg_name="timer", schedule=f"%{SCHEDULE_SETTING}%", run_on_startup=False)
 async def approvals_escalation(timer: func.TimerRequest) -> None:
-    """Every five minutes: expire, journal, re-notify and resume overdue approvals."""
+    """On the schedule of RESPONDER_APPROVALS_ESCALATION_SCHEDULE (default every five
+    minutes): expire, journal, re-notify and resume overdue approvals."""
     escalated = await escalate_expired(await services())
     if escalated:
         log.warning("escalated %d expired approval(s): %s", len(escalated), escalated)

@@ -2,7 +2,8 @@
 RESPONDER_POLL_SCHEDULE, a 6-field NCRONTAB such as `0 */5 * * * *`).
 
 Runs never overlap (a lease row in Table storage); a late (past-due) tick simply polls
-from the watermark, so nothing is lost while the app was stopped.
+from the watermark, so nothing is lost while the app was stopped. Each run also reads, paced,
+the risk of users named by change notifications since the last run.
 """
 
 from __future__ import annotations

@@ -195,12 +195,15 @@ var appSettings = {
 // `extraAppSettings` parameter, or better as Key Vault references.
 var featureAppSettings = {
   RESPONDER_POLL_SCHEDULE: '0 */5 * * * *'
+  RESPONDER_INTAKE_QUEUE: 'responder-intake'
   RESPONDER_SWEEP_AUDIT_SCHEDULE: '0 15 2 * * *'
   RESPONDER_SWEEP_RISKY_USERS_SCHEDULE: '0 */30 * * * *'
   RESPONDER_SWEEP_RESTRICTED_SENDERS_SCHEDULE: '0 5,35 * * * *'
   RESPONDER_SWEEP_STALLED_RUNS_SCHEDULE: '0 */15 * * * *'
   RESPONDER_SWEEP_FORWARDING_SCHEDULE: '0 20 * * * *'
   RESPONDER_SWEEP_SECURE_SCORE_SCHEDULE: '0 0 7 * * *'
+  RESPONDER_APPROVALS_ESCALATION_SCHEDULE: '0 */5 * * * *'
+  RESPONDER_PREFLIGHT_SCHEDULE: '0 30 6 * * *'
   // The Event Hub trigger has no connection unless the Event Hub module is deployed.
   'AzureWebJobs.risk_alert_eventhub.Disabled': enableEventHub ? 'false' : 'true'
 }

@@ -43,7 +43,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="md for the terminal, html for a browser, json for tools")
     rel = sub.add_parser("release", help="undo a run after a false positive "
                                          "(docs/safety.md)")
-    rel.add_argument("run_id")
+    rel.add_argument("run_id", nargs="?", help="the run to undo (or give --user)")
+    rel.add_argument("--user", help="object id or UPN: undo that user's most recent "
+                                    "unreleased run")
+    rel.add_argument("--all", action="store_true", help="with --user: every unreleased run")
     rel.add_argument("--dry-run", action="store_true", help="show what would be undone")
     rel.add_argument("--reason", default="false positive (command line)")
     sw = sub.add_parser("sweep", help="run one timer sweep now (docs/sweeps.md)")
@@ -54,9 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     pos = sub.add_parser("posture", help="Secure Score posture against account compromise")
     pos.add_argument("--dry-run", action="store_true", help="do not record the history")
     pos.add_argument("--json", action="store_true")
+    pf = sub.add_parser("preflight", help="check, read-only, that this tenant can run the "
+                                          "responder (permissions, roles, policy, licences)")
+    pf.add_argument("--json", action="store_true", help="print JSON for automation")
     rp = sub.add_parser("replay", help="feed a saved alert payload through intake "
                                       "(docs/intake.md)")
-    rp.add_argument("file", help="a JSON payload file (or a tests/fixtures/alerts fixture)")
+    rp.add_argument("file", nargs="?",
+                    help="a JSON payload file (or a tests/fixtures/alerts fixture)")
+    rp.add_argument("--dead-letter", action="store_true",
+                    help="instead of a file: take in again every Event Hub event kept after "
+                         "its last retry, and remove each one that went through")
     rp.add_argument("--dry-run", action="store_true",
                     help="show the user(s) and playbook it would produce; enqueue nothing")
     rp.add_argument("--json", action="store_true")
@@ -98,16 +108,23 @@ async def _report(args: argparse.Namespace, services: Services) -> int:
 async def _release(args: argparse.Namespace, services: Services) -> int:
     from shared.playbook.release import release_run
 
-    request = RemediationRequest.model_validate({
-        "user": "release", "action": "release", "runId": args.run_id,
-        "dryRun": args.dry_run, "reason": args.reason, "requestedBy": "cli", "source": "cli"})
-    outcome = await release_run(services, request)
-    title = "would undo" if args.dry_run else ("already released" if outcome.already_done
-                                               else f"release of {outcome.run.run_id}")
-    print(f"{title} (user {outcome.run.upn or outcome.run.user}):")
-    for key, result in outcome.results.items():
-        print(f"  {result.status.value:<14} {key}: {result.summary}")
-    failed = [k for k, r in outcome.results.items() if r.status.value == "failed"]
+    if bool(args.run_id) == bool(args.user) or (args.all and not args.user):
+        print("release: give a run id, or --user (with --all for every run)", file=sys.stderr)
+        return 2
+    fields = {"user": args.user or "release", "action": "release", "runId": args.run_id,
+              "all": True if args.all else None, "dryRun": args.dry_run,
+              "reason": args.reason, "requestedBy": "cli", "source": "cli"}
+    request = RemediationRequest.model_validate({k: v for k, v in fields.items()
+                                                 if v is not None})
+    first = await release_run(services, request)
+    failed = []
+    for outcome in [first, *first.others]:
+        title = "would undo" if args.dry_run else ("already released" if outcome.already_done
+                                                   else f"release of {outcome.run.run_id}")
+        print(f"{title} (user {outcome.run.upn or outcome.run.user}):")
+        for key, result in outcome.results.items():
+            print(f"  {result.status.value:<14} {key}: {result.summary}")
+        failed += [k for k, r in outcome.results.items() if r.status.value == "failed"]
     return 1 if failed else 0
 
 
@@ -151,6 +168,11 @@ async def _replay(args: argparse.Namespace, services: Services) -> int:
     from shared.intake.pipeline import intake_payload, load_payload_file, outcome_json, outcome_text
     from shared.intake.sources import AlertError
 
+    if args.dead_letter == bool(args.file):
+        print("replay takes a payload file or --dead-letter (one of them)", file=sys.stderr)
+        return 2
+    if args.dead_letter:
+        return await _replay_dead_letters(args, services)
     try:
         payload = load_payload_file(args.file)
         outcome = await intake_payload(services, payload, route="replay", dry_run=args.dry_run)
@@ -162,8 +184,34 @@ async def _replay(args: argparse.Namespace, services: Services) -> int:
     return 1 if outcome.errors else 0
 
 
+async def _replay_dead_letters(args: argparse.Namespace, services: Services) -> int:
+    """Exit 0 when every kept event went through (or would), 1 when some are still kept."""
+    from shared.intake import deadletter
+
+    items = await deadletter.replay(services, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({"items": [i.public() for i in items]}, indent=2, default=str))
+    else:
+        for item in items:
+            summary = ", ".join(f"{k} {v}" for k, v in
+                                (item.outcome.summary() if item.outcome else {}).items() if v)
+            print(f"{item.result:<14} {item.name} {summary or ''} {item.reason}".rstrip())
+        print(f"({len(items)} dead-letter item(s))")
+    ok = {"replayed", "would-replay"}
+    return 0 if all(i.result in ok for i in items) else 1
+
+
+async def _preflight(args: argparse.Namespace, services: Services) -> int:
+    """Exit 0 when every enabled feature can run (warnings allowed), 1 otherwise."""
+    from shared.preflight import run_preflight
+
+    report = await run_preflight(services)
+    print(report.json_text() if args.json else report.text())
+    return report.exit_code
+
+
 COMMANDS = {"remediate": _remediate, "report": _report, "sweep": _sweep, "posture": _posture,
-            "replay": _replay, "release": _release}
+            "replay": _replay, "release": _release, "preflight": _preflight}
 
 
 async def main_async(argv: Sequence[str] | None = None) -> int:

@@ -76,7 +76,10 @@ class RemediationRequest(BaseModel):
     """`remediate` runs a playbook; `release` undoes a run after a false positive;
     `resume` continues a run after an approval decision."""
     run_id: str | None = Field(None, alias="runId", max_length=200)
-    """For `release` and `resume`: the run acted on."""
+    """For `release` and `resume`: the run acted on. A release without it acts on `user`'s
+    most recent unreleased run."""
+    all_runs: bool | None = Field(None, alias="all")
+    """For a `release` by user (no `runId`): release every unreleased run of the user."""
     detected_at: datetime | None = Field(None, alias="detectedAt")
 
     @field_validator("user")
@@ -105,19 +108,19 @@ class RemediationRequest(BaseModel):
         """
         if self.request_id:
             return self.request_id
-        basis = json.dumps(
-            {
-                "user": self.user.lower(),
-                "playbook": self.playbook,
-                "actions": self.actions,
-                "riskLevel": self.risk_level,
-                "action": self.action,
-                "runId": self.run_id,
-                "source": self.source,
-                "reason": self.reason,
-            },
-            sort_keys=True,
-        )
+        meaning: dict[str, Any] = {
+            "user": self.user.lower(),
+            "playbook": self.playbook,
+            "actions": self.actions,
+            "riskLevel": self.risk_level,
+            "action": self.action,
+            "runId": self.run_id,
+            "source": self.source,
+            "reason": self.reason,
+        }
+        if self.all_runs:  # only when set: the ids of every other request stay as they were
+            meaning["all"] = True
+        basis = json.dumps(meaning, sort_keys=True)
         return "req-" + hashlib.sha256(basis.encode()).hexdigest()[:32]
 
     def to_message(self) -> str:

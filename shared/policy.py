@@ -84,6 +84,17 @@ class UnblockPolicy(_Strict):
     for an administrator)."""
 
 
+class GuestsPolicy(_Strict):
+    """External (B2B) users: their password and sessions live in their home tenant."""
+
+    block_sign_in: bool = Field(True, alias="blockSignIn")
+    """`reset_password` blocks a compromised guest's sign-in to this tenant (accountEnabled
+    false; a release enables it again), since neither their password nor their home
+    sessions can be reset from here. On by default: it is the one containment this tenant
+    has, and Identity Protection itself blocks a guest it cannot make reset a password.
+    Removing the guest's access altogether is left to an administrator."""
+
+
 class NotifyPolicy(_Strict):
     soc_mailbox: str | None = Field(None, alias="socMailbox")
     sender: str | None = None
@@ -205,6 +216,7 @@ class Policy(_Strict):
     auth_methods: AuthMethodsPolicy = Field(AuthMethodsPolicy(), alias="authMethods")
     inbox_rules: InboxRulesPolicy = Field(InboxRulesPolicy(), alias="inboxRules")
     unblock: UnblockPolicy = UnblockPolicy()
+    guests: GuestsPolicy = GuestsPolicy()
     notify: NotifyPolicy = NotifyPolicy()
     privileged: PrivilegedPolicy = PrivilegedPolicy()
     sweeps: SweepsPolicy = SweepsPolicy()

@@ -73,6 +73,9 @@ EXTRA_SETTINGS: tuple[SettingSpec, ...] = (
                 "optional: alert webhook callers must send it in X-Responder-Secret"),
     SettingSpec("RESPONDER_GRAPH_CLIENT_STATE", "",
                 "clientState of Graph change-notification subscriptions (unset: refused)"),
+    SettingSpec("RESPONDER_INTAKE_QUEUE", "responder-intake",
+                "queue of large alert bodies stored for the intake worker (the queue trigger "
+                "binds it)"),
     # approvals, notifications (docs/safety.md)
     SettingSpec("RESPONDER_APPROVAL_SECRET", "",
                 "HMAC key (32+ chars, a Key Vault reference) signing approve/deny links; "
@@ -85,6 +88,13 @@ EXTRA_SETTINGS: tuple[SettingSpec, ...] = (
                 "HMAC key for the generic notification webhook (policy notify."
                 "webhookSecretSetting names it)"),
     SettingSpec("RESPONDER_NOTIFY_TIMEOUT_SECONDS", "5", "timeout of each webhook delivery"),
+    SettingSpec("RESPONDER_APPROVALS_ESCALATION_SCHEDULE", "0 */5 * * * *",
+                "approvals escalation timer schedule (6-field NCRONTAB; must be set: the "
+                "timer binds it)"),
+    # preflight (README "First run in your tenant")
+    SettingSpec("RESPONDER_PREFLIGHT_SCHEDULE", "0 30 6 * * *",
+                "preflight timer schedule (6-field NCRONTAB; must be set: the timer binds it); "
+                "it also runs at each start of the app"),
 )
 
 
@@ -151,6 +161,17 @@ def _float(env: Mapping[str, str], name: str, default: str, lo: float, hi: float
     return value
 
 
+def _queue_name(env: Mapping[str, str], name: str, default: str) -> str:
+    """A Storage queue name (3-63 lowercase letters, digits, '-'), or the setting's error."""
+    queue = (env.get(name) or default).strip()
+    if not (3 <= len(queue) <= 63) or not all(c.islower() or c.isdigit() or c == "-"
+                                               for c in queue):
+        raise SettingsError(
+            f"{name} must be a valid queue name (3-63 lowercase, digits, '-'), got {queue!r}"
+        )
+    return queue
+
+
 def _int(env: Mapping[str, str], name: str, default: str, lo: int, hi: int) -> int:
     raw = (env.get(name) or default).strip()
     try:
@@ -196,6 +217,9 @@ class Settings:
     graph_client_state: str = field(default="", repr=False)
     """RESPONDER_GRAPH_CLIENT_STATE: clientState of Graph change notifications (unset:
     change notifications are refused)."""
+    intake_queue: str = "responder-intake"
+    """RESPONDER_INTAKE_QUEUE: large alert bodies wait here (as a pointer to a stored blob)
+    for the intake worker, so the webhook answers at once."""
     # timer sweeps (docs/sweeps.md)
     sweeps_dry_run: bool = False
     """RESPONDER_SWEEPS_DRY_RUN: sweeps report what they would do and change nothing."""
@@ -261,13 +285,10 @@ class Settings:
                     "RESPONDER_CREDENTIAL=static-token is refused unless GRAPH_BASE_URL and "
                     "EXCHANGE_BASE_URL are loopback (it exists for the local emulator only)"
                 )
-        queue = (env.get("REMEDIATION_QUEUE") or "remediation-requests").strip()
-        if not (3 <= len(queue) <= 63) or not all(c.islower() or c.isdigit() or c == "-"
-                                                   for c in queue):
-            raise SettingsError(
-                f"REMEDIATION_QUEUE must be a valid queue name (3-63 lowercase, digits, '-'), "
-                f"got {queue!r}"
-            )
+        queue = _queue_name(env, "REMEDIATION_QUEUE", "remediation-requests")
+        intake_queue = _queue_name(env, "RESPONDER_INTAKE_QUEUE", "responder-intake")
+        if intake_queue == queue:
+            raise SettingsError("RESPONDER_INTAKE_QUEUE must differ from REMEDIATION_QUEUE")
         return cls(
             storage_connection=storage,
             storage_account=(env.get("AzureWebJobsStorage__accountName") or "").strip(),
@@ -295,6 +316,7 @@ class Settings:
                                         0.0, MAX_POLL_MINUTES),
             webhook_shared_secret=env.get("RESPONDER_WEBHOOK_SHARED_SECRET") or "",
             graph_client_state=(env.get("RESPONDER_GRAPH_CLIENT_STATE") or "").strip(),
+            intake_queue=intake_queue,
             sweeps_dry_run=_bool(env, "RESPONDER_SWEEPS_DRY_RUN", "false"),
             sweep_forwarding_enabled=_bool(env, "RESPONDER_SWEEP_FORWARDING_ENABLED", "false"),
             approval_secret=env.get("RESPONDER_APPROVAL_SECRET") or "",

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from . import mailbox_audit
 from .graph_common import decode_skiptoken, encode_skiptoken
 from .messages import EmuRequest, EmuResponse, ExchangeError, GraphError, exchange_error_response
 from .opath import OpathError, compile_opath
@@ -132,6 +133,7 @@ def mailbox_view(u: dict) -> dict:
         "RecipientTypeDetails": mb.get("recipientTypeDetails", "UserMailbox"),
         "AuditEnabled": mb["auditEnabled"],
         "AuditLogAgeLimit": "90.00:00:00",
+        **mailbox_audit.view(mb),
         "ForwardingSmtpAddress": f"smtp:{fwd}" if fwd else None,
         "ForwardingAddress": mb.get("forwardingAddress"),
         "DeliverToMailboxAndForward": mb.get("deliverToMailboxAndForward", False),
@@ -150,7 +152,27 @@ def _bypass_view(u: dict) -> dict:
     }
 
 
-def _recipient_strings(value: Any) -> list[str] | None:
+def legacy_dn(u: dict) -> str:
+    """A mailbox's legacyExchangeDN in the Exchange Online form scripts show."""
+    cn = stable_id("legacydn", u["id"]).replace("-", "")
+    return ("/o=ExchangeLabs/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)/cn=Recipients"
+            f"/cn={cn}-{u['mailbox']['alias']}")
+
+
+def _tenant_mailbox(tenant: Tenant | None, address: str | None) -> dict | None:
+    if tenant is None or not address:
+        return None
+    low = address.lower()
+    for u in _mailbox_users(tenant):
+        if low in {u["userPrincipalName"].lower(), (u.get("mail") or "").lower()}:
+            return u
+    return None
+
+
+def _recipient_strings(value: Any, tenant: Tenant | None = None) -> list[str] | None:
+    """Rule recipients as Get-InboxRule prints them. Microsoft does not document the format;
+    public scripts show a mailbox in the organisation as '"Name" [EX:<legacyExchangeDN>]'
+    and anyone else as '"Name" [SMTP:address]' (both modelled here)."""
     if not value:
         return None
     items = value if isinstance(value, list) else [value]
@@ -158,7 +180,12 @@ def _recipient_strings(value: Any) -> list[str] | None:
     for r in items:
         addr = (r.get("emailAddress") or {}).get("address") if isinstance(r, dict) else str(r)
         name = (r.get("emailAddress") or {}).get("name") if isinstance(r, dict) else addr
-        out.append(f'"{name or addr}" [SMTP:{addr}]')
+        colleague = _tenant_mailbox(tenant, addr)
+        if colleague is not None:
+            out.append(f'"{name or colleague.get("displayName") or addr}" '
+                       f'[EX:{legacy_dn(colleague)}]')
+        else:
+            out.append(f'"{name or addr}" [SMTP:{addr}]')
     return out
 
 
@@ -198,7 +225,9 @@ def _describe(view: dict) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
-def rule_view(u: dict, r: dict) -> dict:
+def rule_view(u: dict, r: dict, tenant: Tenant | None = None) -> dict:
+    """A Get-InboxRule row. Identity is MailboxAlias\\RuleIdentity in Exchange Online
+    (https://learn.microsoft.com/powershell/module/exchange/Get-InboxRule)."""
     cond, act = r.get("conditions") or {}, r.get("actions") or {}
     view = {
         "Identity": f"{u['mailbox']['alias']}\\{r['ruleIdentity']}",
@@ -207,9 +236,9 @@ def rule_view(u: dict, r: dict) -> dict:
         "RuleIdentity": r["ruleIdentity"],
         "Priority": r.get("sequence", 1),
         "MailboxOwnerId": u["mailbox"]["alias"],
-        "ForwardTo": _recipient_strings(act.get("forwardTo")),
-        "RedirectTo": _recipient_strings(act.get("redirectTo")),
-        "ForwardAsAttachmentTo": _recipient_strings(act.get("forwardAsAttachmentTo")),
+        "ForwardTo": _recipient_strings(act.get("forwardTo"), tenant),
+        "RedirectTo": _recipient_strings(act.get("redirectTo"), tenant),
+        "ForwardAsAttachmentTo": _recipient_strings(act.get("forwardAsAttachmentTo"), tenant),
         "DeleteMessage": bool(act.get("delete")),
         "SoftDeleteMessage": bool(act.get("permanentDelete")),
         "MoveToFolder": _folder_name(u, act.get("moveToFolder")),
@@ -218,9 +247,11 @@ def rule_view(u: dict, r: dict) -> dict:
         "SubjectContainsWords": cond.get("subjectContains"),
         "BodyContainsWords": cond.get("bodyContains"),
         "SubjectOrBodyContainsWords": cond.get("bodyOrSubjectContains"),
-        "From": _recipient_strings(cond.get("fromAddresses")),
+        "From": _recipient_strings(cond.get("fromAddresses"), tenant),
         "InError": bool(r.get("hasError")),
     }
+    # what only Exchange can express (the reason Graph shows the rule read-only)
+    view.update(copy.deepcopy(r.get("exchangeOnly") or {}))
     view["Description"] = _describe(view)
     return view
 
@@ -287,12 +318,23 @@ def get_mailbox(call: _Call) -> list[dict]:
 
 def set_mailbox(call: _Call) -> list[dict]:
     call.allow("Identity", "AuditEnabled", "ForwardingSmtpAddress", "ForwardingAddress",
-               "DeliverToMailboxAndForward", "AuditLogAgeLimit")
+               "DeliverToMailboxAndForward", "AuditLogAgeLimit", "AuditOwner", "AuditDelegate",
+               "AuditAdmin", "DefaultAuditSet")
     u = _find_mailbox_user(call.tenant, call.required("Identity"))
     mb = u["mailbox"]
     changes: dict[str, Any] = {}
     if call.has("AuditEnabled"):
         changes["auditEnabled"] = _bool(call.get("AuditEnabled"), "AuditEnabled")
+    audit_before = mailbox_audit.view(mb)
+    trial = dict(mb)  # validate every audit parameter before changing anything
+    if call.has("DefaultAuditSet"):
+        mailbox_audit.restore_defaults(trial, call.get("DefaultAuditSet"))
+    for logon in mailbox_audit.LOGON_TYPES:
+        if call.has("Audit" + logon):
+            mailbox_audit.set_actions(trial, logon, call.get("Audit" + logon))
+    for key in mailbox_audit.FIELD.values():
+        if trial.get(key) != mb.get(key):
+            changes[key] = trial.get(key)
     if call.has("ForwardingSmtpAddress"):
         fwd = _nullable(call.get("ForwardingSmtpAddress"))
         if fwd is not None:
@@ -303,10 +345,14 @@ def set_mailbox(call: _Call) -> list[dict]:
     if call.has("DeliverToMailboxAndForward"):
         changes["deliverToMailboxAndForward"] = _bool(call.get("DeliverToMailboxAndForward"),
                                                       "DeliverToMailboxAndForward")
-    if all(mb.get(k) == v for k, v in changes.items()):
+    if all(mb.get(k) == v for k, v in changes.items()) and audit_before == \
+            mailbox_audit.view(trial):
         call.warnings.append(f"The command completed successfully but no settings of "
                              f"'{mb['alias']}' have been modified.")
     mb.update(changes)
+    for key in mailbox_audit.FIELD.values():
+        if mb.get(key) is None:
+            mb.pop(key, None)  # absent = the type uses Microsoft's defaults
     call.wrote = True
     return []
 
@@ -355,12 +401,31 @@ def get_blocked(call: _Call) -> list[dict]:
     return items
 
 
+DEFAULT_RELEASE_LIMIT = 3
+"""Releases per address before Exchange refuses (config `blocked_sender_release_limit`,
+None = unlimited). The number is the emulator's own: Microsoft documents that a limit exists
+but not its value or period."""
+
+
 def remove_blocked(call: _Call) -> list[dict]:
     call.allow("SenderAddress", "Reason")
     addr = str(call.required("SenderAddress"))
     for b in call.tenant.blocked_senders:
         if b["SenderAddress"].lower() == addr.lower():
+            # "There's a limit to the number of times you can unblock an account"; past it
+            # the cmdlet errors and only Microsoft support can unblock
+            # (https://learn.microsoft.com./en-us/defender-office-365/outbound-spam-restore-restricted-users).
+            # Neither the number nor the error text is documented: the limit is configurable
+            # and the refusal below is the emulator's own wording in the admin API's shape.
+            limit = call.config.get("blocked_sender_release_limit", DEFAULT_RELEASE_LIMIT)
+            done = call.tenant.sender_releases.get(addr.lower(), 0)
+            if limit is not None and done >= int(limit):
+                raise ExchangeError(
+                    400, "UnblockLimitExceeded",
+                    f"'{addr}' has been released from the restricted senders list the "
+                    "maximum number of times; contact Microsoft support to unblock it.")
             call.tenant.blocked_senders.remove(b)
+            call.tenant.sender_releases[addr.lower()] = done + 1
             call.wrote = True
             return []
     raise _not_found(addr)
@@ -373,13 +438,40 @@ def get_inbox_rule(call: _Call) -> list[dict]:
     rules = sorted(u["mailbox"]["rules"], key=lambda r: r.get("sequence", 0))
     if call.has("Identity"):
         rules = [_find_rule(u, call.get("Identity"))]
-    return [rule_view(u, r) for r in rules if hidden or not r.get("hidden")]
+    return [rule_view(u, r, call.tenant) for r in rules if hidden or not r.get("hidden")]
+
+
+def _switch(call: _Call, name: str) -> bool:
+    return call.has(name) and _bool(call.get(name), name)
+
+
+def _drop_outlook_rules(call: _Call, u: dict) -> None:
+    """Changing an inbox rule in Exchange PowerShell removes Outlook's client-side rules; a
+    confirmation prompt warns first unless -Force (or -AlwaysDeleteOutlookRulesBlob, which
+    hides the warning) is given (MicrosoftDocs/office-docs-powershell:exchange/exchange-ps/
+    exchange/Disable-InboxRule.md; https://docs.microsoft.com/en-us/powershell/module/
+    exchange/mailboxes/Set-InboxRule?view=exchange-ps). What the REST endpoint does with a
+    prompt nobody can answer is not documented: modelled as PowerShell's failure of a
+    prompting command in a non-interactive host, so a caller that forgets -Force finds out."""
+    mb = u["mailbox"]
+    if not mb.get("outlookClientRules"):
+        return
+    if not (_switch(call, "Force") or _switch(call, "AlwaysDeleteOutlookRulesBlob")):
+        raise ExchangeError(
+            400, "HostException",
+            "A command that prompts the user failed because the host program or the command "
+            "type does not support user interaction. Client-side rules created by Outlook "
+            "would be removed; use -Force to continue.",
+            "System.Management.Automation.Host.HostException")
+    mb.setdefault("clientRulesRemoved", []).extend(mb["outlookClientRules"])
+    mb["outlookClientRules"] = []
 
 
 def _set_rule_enabled(enabled: bool) -> Callable[[_Call], list[dict]]:
     def run(call: _Call) -> list[dict]:
         call.allow("Mailbox", "Identity", "AlwaysDeleteOutlookRulesBlob")
-        _u, rule = _rule_target(call)
+        u, rule = _rule_target(call)
+        _drop_outlook_rules(call, u)
         rule["isEnabled"] = enabled
         call.wrote = True
         return []
@@ -390,6 +482,7 @@ def _set_rule_enabled(enabled: bool) -> Callable[[_Call], list[dict]]:
 def remove_inbox_rule(call: _Call) -> list[dict]:
     call.allow("Mailbox", "Identity", "AlwaysDeleteOutlookRulesBlob")
     u, rule = _rule_target(call)
+    _drop_outlook_rules(call, u)
     u["mailbox"]["rules"].remove(rule)
     call.wrote = True
     return []

@@ -9,7 +9,13 @@ from typing import Any
 
 from .graph_common import Ctx, Router
 from .messages import EmuResponse, GraphError
-from .tenant import AUTH_METHOD_TYPES, PASSWORD_METHOD_ID, SEGMENT_TO_SHORT, stable_id
+from .tenant import (
+    AUTH_METHOD_TYPES,
+    PASSWORD_METHOD_ID,
+    PHONE_METHOD_IDS,
+    SEGMENT_TO_SHORT,
+    stable_id,
+)
 from .timefmt import iso7, utcnow
 
 router = Router()
@@ -33,6 +39,12 @@ _ALREADY_EXISTS = (
     "One or more added object references already exist for the following modified "
     "properties: 'members'."
 )
+
+
+def is_external(u: dict) -> bool:
+    """A B2B user: `#EXT#` in the UPN, or an invited guest. They sign in at home."""
+    return "#ext#" in str(u.get("userPrincipalName", "")).lower() or (
+        u.get("userType") == "Guest" and u.get("creationType") == "Invitation")
 
 
 def user_view(u: dict) -> dict:
@@ -122,6 +134,21 @@ def patch_user(ctx: Ctx, uid: str) -> EmuResponse:
         raise GraphError(400, "Request_BadRequest", "Invalid value specified for property "
                          "'accountEnabled' of resource 'User'.")
     profile = body.get("passwordProfile")
+    if user.get("onPremisesSyncEnabled") and ("accountEnabled" in body or (
+            profile is not None and not ctx.tenant.is_federated(user))):
+        # Synced (on-premises-mastered) users: "For synced users, the ability to update
+        # certain properties is additionally determined by the source of authority"
+        # (https://learn.microsoft.com/en-us/graph/api/user-update?tabs=http). App-only
+        # passwordProfile writes are not written back on-premises either: writeback covers
+        # the admin center and the delegated-only resetPassword API
+        # (https://learn.microsoft.com/lv-lv/entra/identity/authentication/concept-sspr-writeback).
+        # The refusal's body is not documented: this is Graph's error shape with the code and
+        # the gist of what tenants report for such writes (400 Request_BadRequest).
+        raise GraphError(
+            400, "Request_BadRequest",
+            "Unable to update the specified properties for on-premises mastered Directory "
+            "Sync objects.",
+        )
     if profile is not None:
         if not isinstance(profile, dict) or not isinstance(profile.get("password"), str):
             raise GraphError(400, "Request_BadRequest",
@@ -154,6 +181,12 @@ def revoke_sessions(ctx: Ctx, uid: str) -> EmuResponse:
     user = ctx.user(uid)
     user["sessionsRevokedCount"] = user.get("sessionsRevokedCount", 0) + 1
     user["signInSessionsValidFromDateTime"] = iso7()
+    if is_external(user):
+        # The call succeeds, but "this API doesn't revoke sign-in sessions for external
+        # users, because external users sign in through their home tenant"
+        # (https://learn.microsoft.com/graph/api/user-revokesigninsessions). The dump shows
+        # how many revocations left the home tenant's sessions alive.
+        user["homeSessionsNotRevokedCount"] = user.get("homeSessionsNotRevokedCount", 0) + 1
     body = {"@odata.context": ctx.context_url("Edm.Boolean"), "value": True}
     return ctx.json(body, write=True)
 
@@ -258,10 +291,70 @@ def delete_typed_method(ctx: Ctx, uid: str, mtype: str, mid: str) -> EmuResponse
                          "deleted.")
     for m in _of_type(user, short):
         if m["id"] == mid:
+            if short == "phone":
+                _check_phone_delete(user, m)
             user["authMethods"].remove(m)
+            ctx.tenant.record_security_info(
+                user, m, "deleted", by_admin=True,
+                delay_seconds=float(ctx.config.get("audit_latency_seconds") or 0))
             return ctx.no_content()
     raise GraphError(404, "itemNotFound",
                      f"No {mtype} authentication method with id '{mid}' was found for the user.")
+
+
+def _check_phone_delete(user: dict, method: dict) -> None:
+    """The documented order of phone deletions.
+
+    https://learn.microsoft.com/graph/api/phoneauthenticationmethod-delete: a user can't have
+    an alternateMobile without a mobile, and the phone that is the user's default MFA method
+    can't be deleted. The docs give no error code or message for either refusal; the
+    emulator answers 400 badRequest with its own wording (clients must not parse it)."""
+    kind = method.get("phoneType")
+    if kind == "mobile" and _of_type_phone(user, "alternateMobile"):
+        raise GraphError(400, "badRequest",
+                         "The mobile phone method cannot be deleted while the user has an "
+                         "alternate mobile phone method.")
+    default = user.get("defaultMfaMethod")
+    if default and default in (kind, method.get("id")):
+        raise GraphError(400, "badRequest",
+                         "The phone method is the user's default multifactor authentication "
+                         "method and cannot be deleted.")
+
+
+def _of_type_phone(user: dict, phone_type: str) -> list[dict]:
+    return [m for m in _of_type(user, "phone") if m.get("phoneType") == phone_type]
+
+
+@router.add("POST", "users/{uid}/authentication/phoneMethods")
+def create_phone(ctx: Ctx, uid: str) -> EmuResponse:
+    """Add a phone method (201); one per phoneType, with Graph's fixed id for the type.
+
+    The new method carries no creation time: only its audit event dates it."""
+    user = ctx.user(uid)
+    body = ctx.body_dict()
+    phone_type = body.get("phoneType")
+    number = body.get("phoneNumber")
+    if phone_type not in PHONE_METHOD_IDS or not isinstance(number, str) or not number:
+        raise GraphError(400, "badRequest", "phoneNumber and a valid phoneType are required.")
+    if _of_type_phone(user, phone_type):
+        raise GraphError(400, "badRequest",
+                         f"The user already has a phone method of type {phone_type}.")
+    if phone_type == "alternateMobile" and not _of_type_phone(user, "mobile"):
+        raise GraphError(400, "badRequest",
+                         "An alternate mobile phone requires a mobile phone method.")
+    method = {
+        "@odata.type": "#microsoft.graph.phoneAuthenticationMethod",
+        "id": PHONE_METHOD_IDS[phone_type], "phoneNumber": number, "phoneType": phone_type,
+        "smsSignInState": "notAllowedByPolicy", "createdDateTime": None,
+    }
+    user["authMethods"].append(method)
+    ctx.tenant.record_security_info(
+        user, method, "registered", by_admin=True,
+        delay_seconds=float(ctx.config.get("audit_latency_seconds") or 0))
+    result = dict(method)
+    result["@odata.context"] = ctx.context_url(
+        f"users('{user['id']}')/authentication/phoneMethods/$entity")
+    return ctx.json(result, status=201, write=True)
 
 
 @router.add("POST", "users/{uid}/authentication/temporaryAccessPassMethods")
@@ -286,6 +379,9 @@ def create_tap(ctx: Ctx, uid: str) -> EmuResponse:
         "methodUsabilityReason": "EnabledByPolicy",
     }
     user["authMethods"].append(method)
+    ctx.tenant.record_security_info(
+        user, method, "registered", by_admin=True,
+        delay_seconds=float(ctx.config.get("audit_latency_seconds") or 0))
     alphabet = string.ascii_letters + string.digits + "!@#$%&*"
     result = dict(method)
     result["temporaryAccessPass"] = "".join(secrets.choice(alphabet) for _ in range(8))

@@ -1,15 +1,16 @@
 """Graph Identity Protection routes: riskyUsers (+history, confirmCompromised, dismiss)
-and riskDetections (served in ascending detectedDateTime so watermark pollers work)."""
+and riskDetections (late, and in no documented order: see `list_detections`)."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 
 from .graph_common import Ctx, Router
 from .messages import EmuResponse, GraphError
 from .tenant import detection_id
-from .timefmt import iso7
+from .timefmt import iso7, parse_dt, utcnow
 
 router = Router()
 
@@ -134,16 +135,44 @@ def dismiss(ctx: Ctx) -> EmuResponse:
     return ctx.no_content()
 
 
+def _visible_detections(ctx: Ctx) -> list[dict]:
+    """Detections already surfaced, without the emulator-only `visibleAt`.
+
+    Real-time detections surface minutes after the sign-in and offline ones up to 48 hours
+    after they are detected (MicrosoftDocs/entra-docs:docs/id-protection/
+    concept-risk-detection-types.md, "Real-time and offline detections"). A seed sets
+    `visibleAfterMinutes` (or `visibleAt`) per detection; the default is visible at once."""
+    now = utcnow()
+    out = []
+    for det in ctx.tenant.risk_detections:
+        visible_at = det.get("visibleAt")
+        if visible_at and parse_dt(visible_at) > now:
+            continue
+        out.append({k: copy.deepcopy(v) for k, v in det.items() if k != "visibleAt"})
+    return out
+
+
+def _unordered(items: list[dict], salt: str) -> list[dict]:
+    """A deterministic shuffle: stable across the pages of one query, but no time order."""
+    return sorted(items, key=lambda d: hashlib.sha256(f"{salt}|{d['id']}".encode()).digest())
+
+
 @router.add("GET", "identityProtection/riskDetections")
 def list_detections(ctx: Ctx) -> EmuResponse:
-    items = copy.deepcopy(ctx.tenant.risk_detections)
+    # https://learn.microsoft.com/en-us/graph/api/riskdetection-list documents $filter,
+    # $select and $top (default page 20, at most 500) and neither $orderby nor any order:
+    # refuse $orderby so no client relies on it, and serve the list unsorted.
+    if ctx.req.query.get("$orderby"):
+        raise GraphError(400, "BadRequest",
+                         "Query option '$orderby' is not supported on riskDetections.")
+    items = _unordered(_visible_detections(ctx), ctx.tenant.tenant_id)
     return ctx.collection(items, "identityProtection/riskDetections", page_key="riskDetections",
                           filter_fields=DETECTION_FIELDS, default_page=20, max_top=500)
 
 
 @router.add("GET", "identityProtection/riskDetections/{did}")
 def get_detection(ctx: Ctx, did: str) -> EmuResponse:
-    for d in ctx.tenant.risk_detections:
+    for d in _visible_detections(ctx):
         if d["id"] == did:
-            return ctx.entity("identityProtection/riskDetections", copy.deepcopy(d))
+            return ctx.entity("identityProtection/riskDetections", d)
     raise GraphError(404, "Request_ResourceNotFound", f"Resource '{did}' does not exist.")

@@ -18,9 +18,21 @@ _RULE_FIELDS = {
 }
 
 
+_EXCHANGE_ONLY_KEYS = ("hidden", "ruleIdentity", "system", "exchangeOnly")
+
+
 def rule_view(r: dict) -> dict:
-    """Graph's messageRule JSON: the shared rule minus Exchange-only bookkeeping."""
-    return {k: copy.deepcopy(v) for k, v in r.items() if k not in ("hidden", "ruleIdentity")}
+    """Graph's messageRule JSON: the shared rule minus Exchange-only bookkeeping.
+
+    A rule with predicates Graph does not support comes back read-only with no conditions,
+    actions or exceptions at all (observed, not documented:
+    https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/3336)."""
+    view = {k: copy.deepcopy(v) for k, v in r.items() if k not in _EXCHANGE_ONLY_KEYS}
+    if r.get("exchangeOnly"):
+        for key in ("conditions", "actions", "exceptions"):
+            view.pop(key, None)
+        view["isReadOnly"] = True
+    return view
 
 
 def folder_view(mb: dict, f: dict) -> dict:
@@ -129,7 +141,13 @@ def patch_rule(ctx: Ctx, uid: str, fid: str, rid: str) -> EmuResponse:
     body = ctx.body_dict()
     _check_rule_body(body)
     if rule.get("isReadOnly"):
-        raise GraphError(400, "ErrorInvalidRequest", "The rule is read-only.")
+        # isReadOnly: the rule "cannot be modified or deleted by the rules REST API"
+        # (https://developer.microsoft.com/en-us/graph/docs/api-reference/v1.0/resources/messagerule).
+        # The status and code Graph answers with are not documented: a plausible Graph
+        # error shape (403 ErrorAccessDenied) is chosen here; the responder never relies
+        # on it, it sends read-only rules to Exchange instead.
+        raise GraphError(403, "ErrorAccessDenied",
+                         "The rule is read-only and cannot be changed through this API.")
     for key, value in body.items():
         if key.startswith("@odata"):
             continue
@@ -141,7 +159,11 @@ def patch_rule(ctx: Ctx, uid: str, fid: str, rid: str) -> EmuResponse:
 @router.add("DELETE", "users/{uid}/mailFolders/{fid}/messageRules/{rid}")
 def delete_rule(ctx: Ctx, uid: str, fid: str, rid: str) -> EmuResponse:
     _, mb = _inbox_rules(ctx, uid, fid)
-    mb["rules"].remove(_rule(mb, rid))
+    rule = _rule(mb, rid)
+    if rule.get("isReadOnly"):  # same as PATCH: documented as not allowed, error undocumented
+        raise GraphError(403, "ErrorAccessDenied",
+                         "The rule is read-only and cannot be changed through this API.")
+    mb["rules"].remove(rule)
     return ctx.no_content()
 
 

@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import uuid
 
-from . import graph_directory, graph_identity, graph_mail, graph_security
+from . import (
+    graph_audit,
+    graph_directory,
+    graph_identity,
+    graph_mail,
+    graph_rbac,
+    graph_security,
+)
 from .graph_common import Ctx, Router
 from .messages import EmuRequest, EmuResponse, GraphError, graph_error_response
 from .tenant import Tenant
 
 ROUTER = Router()
 for _r in (graph_directory.router, graph_mail.router, graph_identity.router,
-           graph_security.router):
+           graph_security.router, graph_audit.router):
     ROUTER.routes.extend(_r.routes)
+ROUTER.routes.extend(graph_rbac.router.routes)  # role management, service principals
 
 
 def dispatch_graph(req: EmuRequest, tenant: Tenant, config: dict) -> EmuResponse:

@@ -32,6 +32,7 @@ class EmuRequest:
     cmdlet: str | None = None
     params: dict[str, Any] | None = None
     raw_body_present: bool = False
+    grant: Any = None  # authz.Grant of the bearer token, set where the token is checked
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)

@@ -10,8 +10,10 @@ import random
 import sys
 import threading
 import traceback
+from collections.abc import Iterable
 from typing import Any
 
+from . import authz
 from .batch import run_batch
 from .exchange_routes import dispatch_exchange, parse_invoke
 from .faults import FaultInjector, ScriptedFault
@@ -63,9 +65,13 @@ class Emulator:
     """Transport-neutral core: state, config, throttling, faults and the request log."""
 
     def __init__(self, tenant: Tenant, *, token: str = DEFAULT_TOKEN, seed: int = 0,
-                 config: dict | None = None):
+                 config: dict | None = None,
+                 grant: tuple[Iterable[str], Iterable[str]] | None = None):
         self.tenant = tenant
         self.token = token
+        # The fixed token carries the app's full grant: `grant` (permissions, directory
+        # roles) or, by default, what infra/permissions.json lists.
+        self.authority = authz.Authority(token, grant)
         self.seed = seed
         self.log = RequestLog()
         self.lock = threading.RLock()  # guards config, throttler and fault state
@@ -96,6 +102,7 @@ class Emulator:
                 self.reseed(int(cfg.pop("seed")))
             if "token" in cfg:
                 self.token = str(cfg.pop("token"))
+                self.authority.fixed_token = self.token
             for key, value in cfg.items():
                 if key == "throttle":
                     value = value or {}
@@ -145,10 +152,31 @@ class Emulator:
             return "directory_write", "tenant"
         return "directory_read", "tenant"
 
-    def authorized(self, req: EmuRequest) -> bool:
+    def issue_token(self, roles: Iterable[str], *, directory_roles: Iterable[str] | None = None,
+                    audience: str = "graph") -> str:
+        """A new JWT-shaped token with exactly these application permissions; the app's
+        directory roles for it default to the service principal's (`[]`: none)."""
+        return self.authority.issue(self.tenant, roles, directory_roles=directory_roles,
+                                    audience=audience)
+
+    def grant_permissions(self, permissions: Iterable[str]) -> None:
+        """Add application permissions to the fixed token's grant, as an admin consenting to
+        what a new component declares (and infra/permissions.json would list)."""
+        self.authority.consented.update(permissions)
+
+    def grant_of(self, req: EmuRequest) -> authz.Grant | None:
+        """The one place the bearer token is checked: its grant, or None (401)."""
+        if req.grant is not None:
+            return req.grant  # type: ignore[no-any-return]
         auth = req.header("authorization") or ""
         scheme, _, value = auth.partition(" ")
-        return scheme.lower() == "bearer" and value.strip() == self.token
+        if scheme.lower() != "bearer" or not value.strip():
+            return None
+        req.grant = self.authority.grant_for(value.strip(), self.tenant)
+        return req.grant  # type: ignore[no-any-return]
+
+    def authorized(self, req: EmuRequest) -> bool:
+        return self.grant_of(req) is not None
 
     def unauthorized(self, req: EmuRequest) -> EmuResponse:
         return graph_error_response(
@@ -213,6 +241,17 @@ class Emulator:
         cls, key = self.classify(req)
         entry = entry or self.log.start(req, cls)
         entry["cls"] = cls
+        grant = self.grant_of(req)
+        if grant is None:  # a $batch item that names another, unknown token
+            self.log.finish(entry, 401)
+            return self.unauthorized(req)
+        with self.tenant.lock:
+            verdict = authz.decide(req, grant, self.tenant)
+        entry["authz"] = verdict.public()
+        if not verdict.allowed:
+            resp = authz.denial(req, verdict)
+            self.log.finish(entry, resp.status)
+            return resp
         with self.lock:
             scripted = self.faults.match(req)
             kind = None if scripted else self.faults.draw(cls)
@@ -248,6 +287,7 @@ class Emulator:
         if resp is DROP:
             self.log.finish(entry, None, fault="drop")
             return resp
+        resp = authz.limit(req, grant, resp)
         self.log.finish(entry, resp.status, write=resp.write and resp.status < 400)
         return resp
 

@@ -11,6 +11,7 @@ import json
 import socket
 import threading
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -184,9 +185,11 @@ class EmulatorServer:
 
     def __init__(self, tenant: dict | Tenant | str | Path | None = None, *,
                  token: str = DEFAULT_TOKEN, seed: int = 0, config: dict | None = None,
-                 host: str = "127.0.0.1", port: int = 0):
+                 host: str = "127.0.0.1", port: int = 0,
+                 grant: tuple[Iterable[str], Iterable[str]] | None = None):
         ensure_loopback(host)
-        self.emulator = Emulator(load_tenant(tenant), token=token, seed=seed, config=config)
+        self.emulator = Emulator(load_tenant(tenant), token=token, seed=seed, config=config,
+                                 grant=grant)
         self.host = host
         self.port = port
         self._thread: threading.Thread | None = None
@@ -256,6 +259,18 @@ class EmulatorServer:
         self.stop()
 
     # ---------------------------------------------------------------- accessors
+    def issue_token(self, roles: Iterable[str], *, directory_roles: Iterable[str] | None = None,
+                    audience: str = "graph") -> str:
+        """A new JWT-shaped token the emulator accepts with exactly these application
+        permissions (see devtools/emulator/authz.py); directory roles default to the app's."""
+        return self.emulator.issue_token(roles, directory_roles=directory_roles,
+                                         audience=audience)
+
+    def grant_permissions(self, permissions: Iterable[str]) -> None:
+        """Grant the fixed token more application permissions (admin consent to a new
+        component's declaration)."""
+        self.emulator.grant_permissions(permissions)
+
     def state(self) -> dict:
         """Deep-copied dump of the whole tenant (seed format, no secrets)."""
         return self.emulator.tenant.dump()

@@ -13,8 +13,10 @@ import hmac
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,26 @@ AUTH_METHOD_TYPES: dict[str, tuple[str, str]] = {
         "windowsHelloForBusinessAuthenticationMethod",
         "windowsHelloForBusinessMethods",
     ),
+    "platformCredential": (
+        "platformCredentialAuthenticationMethod",
+        "platformCredentialMethods",
+    ),
+    "hardwareOath": ("hardwareOathAuthenticationMethod", "hardwareOathMethods"),
+}
+# Types whose createdDateTime Graph may leave empty: the base authenticationMethod now has
+# the property, but the docs do not say it is filled for these, so it is served as null.
+# https://learn.microsoft.com/en-us/graph/api/resources/authenticationMethod
+UNDATED_METHOD_TYPES = frozenset({"phone", "email", "softwareOath"})
+# What the emulator's security-info audit events call each method (the docs do not give
+# the wording of resultReason/additionalDetails; these are the emulator's own).
+METHOD_AUDIT_LABELS = {
+    "mobile": "Mobile Phone", "alternateMobile": "Alternate Mobile Phone",
+    "office": "Office Phone", "email": "Email", "softwareOath": "Software OATH token",
+    "microsoftAuthenticator": "Authenticator App", "fido2": "Passkey (FIDO2)",
+    "temporaryAccessPass": "Temporary Access Pass",
+    "windowsHelloForBusiness": "Windows Hello for Business",
+    "platformCredential": "Platform Credential", "hardwareOath": "Hardware OATH token",
+    "password": "Password",
 }
 ODATA_TO_SHORT = {f"#microsoft.graph.{v[0]}".lower(): k for k, v in AUTH_METHOD_TYPES.items()}
 SEGMENT_TO_SHORT = {v[1].lower(): k for k, v in AUTH_METHOD_TYPES.items()}
@@ -113,10 +135,32 @@ def folder_id(user_id: str, key: str) -> str:
 
 
 def rule_ids(user_id: str, seed: str) -> tuple[str, str]:
-    """(Graph messageRule id, Exchange RuleIdentity) derived from one 8-byte value."""
-    raw = hashlib.sha256(f"{user_id}/rule/{seed}".encode()).digest()[:8]
-    graph_id = base64.urlsafe_b64encode(b"\x01\x00\x00\x00" + raw[:4]).decode()
-    return graph_id, str(int.from_bytes(raw, "big") >> 1)
+    """(Graph messageRule id, Exchange RuleIdentity) for one rule: the same 8 bytes.
+
+    Microsoft documents neither id's format. Observed Graph ids are base64 of 8 bytes
+    starting 01 00 00 00 ("AQAAAOQfqLg=", https://github.com/microsoftgraph/microsoft-graph-
+    docs-contrib/issues/3336), and the documented RuleIdentity example 16752869479666417665
+    (MicrosoftDocs/office-docs-powershell:exchange/exchange-ps/exchange/Disable-InboxRule.md)
+    is 0xE87E260800000001: the same 8 bytes read as a little-endian integer."""
+    raw = hashlib.sha256(f"{user_id}/rule/{seed}".encode()).digest()[:4]
+    # URL-safe alphabet so that an id never puts "/" into a request path
+    graph_id = base64.urlsafe_b64encode(b"\x01\x00\x00\x00" + raw).decode()
+    return graph_id, rule_identity_of(graph_id) or "1"
+
+
+def rule_identity_of(graph_id: str) -> str | None:
+    """The Exchange RuleIdentity that goes with a Graph messageRule id (see rule_ids)."""
+    try:
+        raw = base64.b64decode(graph_id.replace("-", "+").replace("_", "/"), validate=True)
+    except (ValueError, TypeError):
+        return None
+    return str(int.from_bytes(raw, "little")) if len(raw) == 8 else None
+
+
+JUNK_RULE_NAME = "Junk E-mail Rule"
+"""The system rule every mailbox has, shown only by Get-InboxRule -IncludeHidden. Microsoft
+does not document hidden rules' names; this one is what admin scripts filter out
+(https://azure365addict.com/2025/05/22/detecting-hidden-inbox-rules-in-exchange-online/)."""
 
 
 def detection_id(*parts: object) -> str:
@@ -175,12 +219,23 @@ class Tenant:
             self.risk_detections: list[dict] = []
             self.organization: dict = {"auditDisabled": False, **seed.get("organization", {})}
             self.blocked_senders: list[dict] = []
+            # Remove-BlockedSenderAddress calls that succeeded, per address (lower case):
+            # Exchange limits them per account (see exchange_routes.remove_blocked). Seed key
+            # `blockedSenderReleases` {address: count}; runtime history, not in dump().
+            self.sender_releases: dict[str, int] = {
+                str(k).lower(): int(v)
+                for k, v in (seed.get("blockedSenderReleases") or {}).items()}
             self.compromised_report: list[dict] = list(seed.get("compromisedUserReport", []))
             self.secure_scores: list[dict] | None = seed.get("secureScores")
             self.secure_score_profiles: list[dict] | None = seed.get(
                 "secureScoreControlProfiles"
             )
             self.sent_mail: list[dict] = list(seed.get("sentMail", []))
+            self.directory_audits: list[dict] = []
+            # The responder's own service principal (authz: its directory roles) and the
+            # tenant's licences (authz: `identityProtection: false` refuses its APIs).
+            self.service_principal: dict | None = seed.get("servicePrincipal")
+            self.licences: dict = dict(seed.get("licences") or {})
 
             for g in seed.get("groups", []):
                 self._add_group(g)
@@ -192,6 +247,8 @@ class Tenant:
                 self._add_risky_user(ru)
             for i, det in enumerate(seed.get("riskDetections", [])):
                 self.add_detection(det, index=i)
+            for ev in seed.get("directoryAudits", []):
+                self.add_audit_event(ev)
             for b in seed.get("blockedSenders", []):
                 b = dict(b)
                 b.setdefault("Reason", "OutboundSpamLimitExceeded")
@@ -265,6 +322,13 @@ class Tenant:
         if password:
             self._store_password(uid, password)
         rec["authMethods"] = self._normalise_methods(uid, methods)
+        for m in rec["authMethods"]:
+            registered = m.pop("registeredDateTime", None)
+            by_admin = m.pop("registeredByAdmin", False)
+            pending = bool(m.pop("auditPending", False))
+            if registered:
+                self.record_security_info(rec, m, "registered", when=registered,
+                                          by_admin=bool(by_admin), pending=pending)
         if not has_mailbox_key:
             mailbox = {} if rec["userType"] == "Member" and rec.get("mail") else None
         rec["mailbox"] = self._normalise_mailbox(rec, mailbox) if mailbox is not None else None
@@ -300,13 +364,14 @@ class Tenant:
                 m.setdefault("id", PHONE_METHOD_IDS.get(m["phoneType"], stable_id(uid, "m", i)))
                 m.setdefault("phoneNumber", "+1 5555550100")
                 m.setdefault("smsSignInState", "notAllowedByPolicy")
-                m.pop("createdDateTime", None)  # Graph never returns it for phones
             elif short == "email":
                 m.setdefault("id", EMAIL_METHOD_ID)
                 m.setdefault("emailAddress", None)
             else:
                 m.setdefault("id", stable_id(uid, "method", i))
-            if short != "phone":
+            if short in UNDATED_METHOD_TYPES:
+                m["createdDateTime"] = None  # date these with registeredDateTime (audit log)
+            else:
                 m.setdefault("createdDateTime", None)
             if short == "microsoftAuthenticator":
                 m.setdefault("displayName", "iPhone")
@@ -341,6 +406,9 @@ class Tenant:
         uid = user["id"]
         mb.setdefault("auditEnabled", True)
         mb.setdefault("auditBypassEnabled", False)
+        # licence includes Audit (Premium) (E5/A5/G5): decides the default audited actions
+        # and whether events reach audit search without AuditEnabled (mailbox_audit.py)
+        mb.setdefault("auditPremium", False)
         mb.setdefault("forwardingSmtpAddress", None)
         mb.setdefault("forwardingAddress", None)
         mb.setdefault("deliverToMailboxAndForward", False)
@@ -378,7 +446,20 @@ class Tenant:
         rules = []
         for i, r in enumerate(mb.get("rules", [])):
             rules.append(self.normalise_rule(uid, folders, r, i))
+        if not any(r.get("system") == "junk" for r in rules):
+            # every mailbox has the hidden junk e-mail rule (name: see JUNK_RULE_NAME; what
+            # Get-InboxRule shows of its actions is not documented: modelled as a move to
+            # Junk Email, which is what it does)
+            rules.append(self.normalise_rule(uid, folders, {
+                "displayName": JUNK_RULE_NAME, "hidden": True, "system": "junk",
+                "sequence": max((r["sequence"] for r in rules), default=0) + 1,
+                "actions": {"moveToFolder": "junkemail"}}, len(rules)))
         mb["rules"] = rules
+        # Outlook's client-side rules (names only). Changing any inbox rule through Exchange
+        # PowerShell removes them (Disable-InboxRule.md, see exchange_routes); the names
+        # removed are kept in clientRulesRemoved so a test or the demo can see it happened.
+        mb["outlookClientRules"] = list(mb.get("outlookClientRules") or [])
+        mb["clientRulesRemoved"] = list(mb.get("clientRulesRemoved") or [])
         return mb
 
     @staticmethod
@@ -394,7 +475,15 @@ class Tenant:
         r = copy.deepcopy(r)
         gid, rid = rule_ids(uid, r.get("id") or r.get("displayName") or index)
         r.setdefault("id", gid)
-        r.setdefault("ruleIdentity", rid)
+        r.setdefault("ruleIdentity", rule_identity_of(r["id"]) or rid)
+        # Predicates and actions only Exchange knows (e.g. ReceivedAfterDate), as
+        # Get-InboxRule names them. Graph returns such a rule with isReadOnly true and no
+        # conditions or actions (https://github.com/microsoftgraph/microsoft-graph-docs-
+        # contrib/issues/3336); isReadOnly: "cannot be modified or deleted by the rules REST
+        # API" (https://developer.microsoft.com/en-us/graph/docs/api-reference/v1.0/resources/messagerule).
+        r["exchangeOnly"] = dict(r.get("exchangeOnly") or {})
+        if r["exchangeOnly"]:
+            r["isReadOnly"] = True
         r.setdefault("displayName", "")
         r.setdefault("sequence", index + 1)
         r.setdefault("isEnabled", True)
@@ -486,9 +575,87 @@ class Tenant:
         info = det.get("additionalInfo", [])
         if not isinstance(info, str):
             det["additionalInfo"] = json.dumps(info)
+        # Emulator-only: when the detection becomes visible to the list. Offline detections
+        # surface up to 48 hours after they are detected (see graph_identity.py).
+        delay = det.pop("visibleAfterMinutes", None)
+        if delay is not None and "visibleAt" not in det:
+            det["visibleAt"] = iso7(parse_dt(det["detectedDateTime"])
+                                    + timedelta(minutes=float(delay)))
         self.risk_detections.append(det)
         self.risk_detections.sort(key=lambda d: parse_dt(d["detectedDateTime"]))
         return det
+
+    # ------------------------------------------------------------------ audit log
+    def add_audit_event(self, ev: dict, visible_after: float | None = None) -> dict:
+        """Append one directoryAudit (documented shape; missing fields filled)."""
+        ev = copy.deepcopy(ev)
+        ev.setdefault("activityDateTime", iso7())
+        ev["activityDateTime"] = iso7(parse_dt(ev["activityDateTime"]))
+        ev.setdefault("id", "Directory_" + stable_id("audit", len(self.directory_audits),
+                                                     ev["activityDateTime"]))
+        ev.setdefault("category", "UserManagement")
+        ev.setdefault("correlationId", stable_id("corr", ev["id"]))
+        ev.setdefault("result", "success")
+        ev.setdefault("resultReason", "")
+        ev.setdefault("activityDisplayName", "User registered security info")
+        ev.setdefault("loggedByService", "Authentication Methods")
+        ev.setdefault("operationType", "Add")
+        ev.setdefault("initiatedBy", {"user": None, "app": None})
+        ev.setdefault("targetResources", [])
+        ev.setdefault("additionalDetails", [])
+        if visible_after is not None:
+            ev["_visibleAfter"] = visible_after
+        self.directory_audits.append(ev)
+        self.directory_audits.sort(key=lambda e: parse_dt(e["activityDateTime"]))
+        return ev
+
+    def record_security_info(self, user: dict, method: dict, action: str, *,
+                             when: str | None = None, by_admin: bool = False,
+                             pending: bool = False, delay_seconds: float = 0.0) -> dict:
+        """Log a security-info event for a method ("registered", "updated", "deleted").
+
+        Audit data arrives late: `pending` withholds the event until
+        `release_audit_events`, `delay_seconds` hides it for that long."""
+        short = ODATA_TO_SHORT.get(str(method.get("@odata.type", "")).lower(), "unknown")
+        key = method.get("phoneType") if short == "phone" else short
+        label = METHOD_AUDIT_LABELS.get(str(key), str(key))
+        actor = "Admin" if by_admin else "User"
+        initiator = ({"user": None, "app": {"appId": stable_id("app", "admin"),
+                                            "displayName": "Admin tooling",
+                                            "servicePrincipalId": None,
+                                            "servicePrincipalName": None}}
+                     if by_admin else
+                     {"user": {"id": user["id"], "displayName": user.get("displayName"),
+                               "userPrincipalName": user["userPrincipalName"],
+                               "ipAddress": "198.51.100.23"}, "app": None})
+        ev = {
+            "activityDateTime": when or iso7(),
+            "activityDisplayName": f"{actor} {action} security info",
+            "operationType": {"registered": "Add", "deleted": "Delete"}.get(action, "Update"),
+            "resultReason": f"{actor} {action} {label}",
+            "initiatedBy": initiator,
+            "targetResources": [{
+                "id": user["id"], "displayName": user.get("displayName"), "type": "User",
+                "userPrincipalName": user["userPrincipalName"], "groupType": None,
+                "modifiedProperties": [],
+            }],
+            "additionalDetails": [{"key": "Method", "value": label}],
+        }
+        visible = float("inf") if pending else (
+            time.time() + delay_seconds if delay_seconds > 0 else None)
+        return self.add_audit_event(ev, visible_after=visible)
+
+    def release_audit_events(self) -> None:
+        """Make every withheld audit event visible (the log has caught up)."""
+        with self.lock:
+            for ev in self.directory_audits:
+                ev.pop("_visibleAfter", None)
+
+    def visible_audit_events(self) -> list[dict]:
+        now = time.time()
+        return [{k: v for k, v in ev.items() if not k.startswith("_")}
+                for ev in self.directory_audits
+                if ev.get("_visibleAfter") is None or ev["_visibleAfter"] <= now]
 
     # ------------------------------------------------------------------ lookups
     def find_user(self, key: str) -> dict | None:
@@ -570,6 +737,25 @@ class Tenant:
         cand = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 1000)
         return hmac.compare_digest(cand, digest)
 
+    # ------------------------------------------------------------------ restricted senders
+    def block_sender(self, address: str, reason: str = "OutboundSpamLimitExceeded",
+                     created: str | None = None) -> dict:
+        """Put an address on the restricted-senders list, as Exchange does when an account
+        sends spam (again); tests use it to re-block an account after a release."""
+        with self.lock:
+            stamp = created or iso7()
+            row = {"SenderAddress": address, "Reason": reason, "CreatedDatetime": stamp,
+                   "ChangedDatetime": stamp}
+            self.blocked_senders = [b for b in self.blocked_senders
+                                    if b["SenderAddress"].lower() != address.lower()]
+            self.blocked_senders.append(row)
+            return dict(row)
+
+    def release_count(self, address: str) -> int:
+        """How many times this address was released from the restricted-senders list."""
+        with self.lock:
+            return self.sender_releases.get(address.lower(), 0)
+
     # ------------------------------------------------------------------ dump
     def dump(self) -> dict:
         """A deep copy of all state in seed format (re-loadable); no secrets."""
@@ -602,6 +788,10 @@ class Tenant:
                 "secureScores": copy.deepcopy(self.secure_scores),
                 "secureScoreControlProfiles": copy.deepcopy(self.secure_score_profiles),
                 "sentMail": copy.deepcopy(self.sent_mail),
+                "directoryAudits": [{k: v for k, v in ev.items() if not k.startswith("_")}
+                                    for ev in self.directory_audits],
+                "servicePrincipal": copy.deepcopy(self.service_principal),
+                "licences": copy.deepcopy(self.licences),
             }
 
 

@@ -16,6 +16,11 @@ Rules (window = `policy.dedupe_minutes`):
 - each (user, detection id) pair is remembered after handling, so a detection seen again
   later (another route, a poll overlap, a retried trigger) is not handled twice.
 
+Users are keyed on their object id whatever form a route named them in (UPN, a guest's
+`#EXT#` UPN or home mail, any case): `shared.intake.user_keys` resolves the form, and keeps
+each answer as a link row (`state` = `link`) in the users partition, under a row key no
+user key can take.
+
 Rows live in the journal table under their own partitions and are written through the
 journal's conditional-row API; they are small and not secret.
 """
@@ -58,6 +63,25 @@ class DedupeConflict(ResponderError):
 def row_key(*parts: str) -> str:
     """A Table row key from any text (UPNs may hold characters keys cannot)."""
     return hashlib.sha256("|".join(p.lower() for p in parts).encode()).hexdigest()[:48]
+
+
+def link_key(form: str) -> str:
+    """Row key of a form -> object id link (apart from every `row_key(user_key)`)."""
+    return row_key("user-link", form)
+
+
+async def read_user_link(journal: Journal, form: str) -> str | None:
+    """The object id a form of a user was resolved to, if some instance stored it."""
+    await journal.ensure()
+    found = await journal.read_row(USERS_PARTITION, link_key(form))
+    value = found.values.get("userId") if found is not None else None
+    return str(value) if value else None
+
+
+async def write_user_link(journal: Journal, form: str, user_id: str, now: datetime) -> None:
+    """Remember a resolved form, so other instances and later payloads need no lookup."""
+    await journal.put_item(USERS_PARTITION, link_key(form), state="link", form=form[:1000],
+                           userId=user_id[:200], at=now)
 
 
 def _rank(level: Any) -> int:
@@ -184,6 +208,11 @@ class Deduper:
         else:
             await self.journal.write_row_if(USERS_PARTITION, admission.key, admission.previous,
                                             admission.etag)
+
+    async def live_window(self, user_key: str, now: datetime) -> dict[str, Any] | None:
+        """The user's open dedupe window (a request already queued), or None."""
+        found = await self._get(row_key(user_key))
+        return found.values if found is not None and self._live(found.values, now) else None
 
     # helpers ------------------------------------------------------------------------------
     async def _get(self, key: str) -> VersionedRow | None:

@@ -9,6 +9,10 @@ Group exclusions need a Graph call (`checkMemberGroups`). The HTTP webhook passe
 `check_groups=False` to stay fast (Graph's notification budget is 3 seconds): the worker's
 runner refuses members of excluded groups anyway, before any step runs. The other routes
 check here, so an excluded member never even reaches the queue from them.
+
+Every route keys a user the same way (`shared.intake.user_keys`): by object id, looked up in
+the directory where a payload names the user only by UPN or mail, so a detection that comes
+by three routes in three forms of the same user still gives one request.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,6 +34,8 @@ from shared.intake.decision import LEVEL_RANK, Refusal, decide, effective_level
 from shared.intake.dedupe import Deduper
 from shared.intake.sources import NormaliseResult, normalise
 from shared.intake.sources.result import AlertProblem
+from shared.intake.user_checks import queue_user_checks
+from shared.intake.user_keys import UserKeys
 from shared.models import RemediationRequest, RiskSignal
 from shared.safety.exclusions import group_reason
 from shared.services import Services
@@ -81,6 +88,8 @@ class IntakeOutcome:
     items: list[IntakeItem] = field(default_factory=list)
     problems: list[AlertProblem] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    user_checks: int = 0
+    """User change notifications queued for a paced risk read (never a run by themselves)."""
 
     def count(self, *outcomes: Outcome) -> int:
         return sum(1 for item in self.items if item.outcome in outcomes)
@@ -98,6 +107,7 @@ class IntakeOutcome:
         self.items.extend(other.items)
         self.problems.extend(other.problems)
         self.ignored.extend(other.ignored)
+        self.user_checks += other.user_checks
 
     def summary(self) -> dict[str, int]:
         return {
@@ -110,6 +120,7 @@ class IntakeOutcome:
             "errors": self.count("error"),
             "problems": len(self.problems),
             "ignored": len(self.ignored),
+            "userChecks": self.user_checks,
         }
 
 
@@ -128,7 +139,8 @@ async def record(services: Services, kind: str, message: str,
 
 async def intake_payload(services: Services, payload: Any, *, route: str,
                          check_groups: bool = True, dry_run: bool = False,
-                         clock: Clock = _utcnow) -> IntakeOutcome:
+                         clock: Clock = _utcnow,
+                         lookup_seconds: float | None = None) -> IntakeOutcome:
     """Normalise a payload (parsed JSON, or JSON text/bytes) and take in its signals.
 
     Raises `AlertError` (UnknownShape, MalformedPayload, PayloadTooLarge) for a payload that
@@ -136,17 +148,27 @@ async def intake_payload(services: Services, payload: Any, *, route: str,
     """
     result = normalise(payload)
     return await intake_result(services, result, route=route, check_groups=check_groups,
-                               dry_run=dry_run, clock=clock)
+                               dry_run=dry_run, clock=clock, lookup_seconds=lookup_seconds)
 
 
 async def intake_result(services: Services, result: NormaliseResult, *, route: str,
                         check_groups: bool = True, dry_run: bool = False,
-                        clock: Clock = _utcnow) -> IntakeOutcome:
+                        clock: Clock = _utcnow,
+                        lookup_seconds: float | None = None) -> IntakeOutcome:
     """Take in a normaliser result: record its problems, then handle its signals."""
     outcome = await intake_signals(services, result.signals, route=route,
-                                   check_groups=check_groups, dry_run=dry_run, clock=clock)
+                                   check_groups=check_groups, dry_run=dry_run, clock=clock,
+                                   lookup_seconds=lookup_seconds)
     outcome.problems.extend(result.problems)
     outcome.ignored.extend(result.ignored)
+    if result.user_changes and not dry_run:
+        # a user change is not a risk signal: at most a paced read of the user's risk
+        outcome.user_checks = await queue_user_checks(services, result.user_changes,
+                                                      route=route)
+    elif result.user_changes:
+        outcome.ignored.extend(
+            f"user change for {c.user_id or c.upn}: would queue a paced risk read, no run"
+            for c in result.user_changes)
     if not dry_run:
         for problem in result.problems:
             log.warning("alert item %s from %s not usable: %s", problem.locator, route,
@@ -159,20 +181,32 @@ async def intake_result(services: Services, result: NormaliseResult, *, route: s
 
 async def intake_signals(services: Services, signals: Iterable[RiskSignal], *, route: str,
                          check_groups: bool = True, dry_run: bool = False,
-                         clock: Clock = _utcnow) -> IntakeOutcome:
+                         clock: Clock = _utcnow,
+                         lookup_seconds: float | None = None) -> IntakeOutcome:
     """Decide, deduplicate and enqueue each signal.
 
     A failure on one signal (storage down) becomes that item's `error` and never stops the
     others; callers turn `outcome.errors` into a retry of their trigger (dedupe makes the
-    retry harmless for the signals that did succeed).
+    retry harmless for the signals that did succeed). `lookup_seconds` bounds the directory
+    lookups of users named without an object id (None: no bound).
     """
     outcome = IntakeOutcome(route)
-    by_user: dict[str, list[RiskSignal]] = defaultdict(list)
-    for signal in signals:
-        by_user[signal.user_key].append(signal)
-    if not by_user:
+    signals = list(signals)
+    if not signals:
         return outcome
     await services.journal.ensure()
+    keys = UserKeys(services, lookup=not dry_run,
+                    deadline=None if lookup_seconds is None
+                    else time.monotonic() + lookup_seconds)
+    await keys.resolve(signals)
+    if keys.unresolved:
+        await record(services, "user-unresolved",
+                     f"{len(keys.unresolved)} user(s) named without an object id could not be "
+                     "resolved and are deduplicated by their name as given",
+                     {"route": route, "reasons": sorted(set(keys.unresolved.values()))[:5]})
+    by_user: dict[str, list[RiskSignal]] = defaultdict(list)
+    for signal in signals:
+        by_user[keys.key(signal)].append(signal)
     deduper = Deduper(services.journal, window_minutes=services.policy.dedupe_minutes)
     gate = asyncio.Semaphore(CONCURRENCY)
     member_cache: dict[str, str | None] = {}
@@ -187,7 +221,7 @@ async def intake_signals(services: Services, signals: Iterable[RiskSignal], *, r
                 try:
                     item = await _one(services, deduper, signal, route=route,
                                       check_groups=check_groups, dry_run=dry_run, clock=clock,
-                                      member_cache=member_cache)
+                                      member_cache=member_cache, keys=keys)
                 except Exception as exc:  # one signal's failure never loses the others
                     log.warning("intake of a %s signal failed: %s", signal.source, exc)
                     item = IntakeItem(signal, "error", f"{type(exc).__name__}: {exc}",
@@ -202,11 +236,12 @@ async def intake_signals(services: Services, signals: Iterable[RiskSignal], *, r
 
 async def _one(services: Services, deduper: Deduper, signal: RiskSignal, *, route: str,
                check_groups: bool, dry_run: bool, clock: Clock,
-               member_cache: dict[str, str | None]) -> IntakeItem:
+               member_cache: dict[str, str | None], keys: UserKeys) -> IntakeItem:
     now = clock()
     level = effective_level(signal)
     detection = signal.detection_id
-    if detection and not dry_run and await deduper.detection_handled(signal.user_key, detection,
+    user_key = keys.key(signal)
+    if detection and not dry_run and await deduper.detection_handled(user_key, detection,
                                                                      level):
         item = IntakeItem(signal, "duplicate",
                           "detection already handled (another route or an earlier run)")
@@ -217,15 +252,15 @@ async def _one(services: Services, deduper: Deduper, signal: RiskSignal, *, rout
                            member_cache=member_cache)
     if dry_run or item.outcome == "refused":
         if not dry_run:
-            await _settle(services, deduper, item, route, now)
+            await _settle(services, deduper, item, route, now, user_key)
         return item
 
     assert item.request is not None
-    aliases = [signal.upn] if signal.user_id and signal.upn else []
-    admission = await deduper.admit(item.request, signal.user_key, aliases, now=now)
+    aliases = keys.aliases(signal, user_key)
+    admission = await deduper.admit(item.request, user_key, aliases, now=now)
     if not admission.admitted:
         item = IntakeItem(signal, "duplicate", admission.reason, request=admission.request)
-        await _settle(services, deduper, item, route, now)
+        await _settle(services, deduper, item, route, now, user_key)
         return item
     request = admission.request
     try:
@@ -238,7 +273,7 @@ async def _one(services: Services, deduper: Deduper, signal: RiskSignal, *, rout
     item = IntakeItem(signal, kind, admission.reason, request=request)
     log.info("intake %s: %s %s request %s (%s)", route, kind, request.risk_level,
              request.request_id, request.playbook)
-    await _settle(services, deduper, item, route, now)
+    await _settle(services, deduper, item, route, now, user_key)
     return item
 
 
@@ -259,7 +294,7 @@ async def _decision(services: Services, signal: RiskSignal, *, route: str, check
 
 
 async def _settle(services: Services, deduper: Deduper, item: IntakeItem, route: str,
-                  now: datetime) -> None:
+                  now: datetime, user_key: str) -> None:
     """Record the item's outcome and remember its detection as handled."""
     signal = item.signal
     data = item.public() | {"route": route}
@@ -271,7 +306,7 @@ async def _settle(services: Services, deduper: Deduper, item: IntakeItem, route:
         log.info("intake %s: refused %s signal: %s", route, signal.source, item.reason)
     await record(services, kind, message, data)
     if signal.detection_id:
-        await deduper.mark_detection(signal.user_key, signal.detection_id,
+        await deduper.mark_detection(user_key, signal.detection_id,
                                      effective_level(signal), item.outcome, now, signal.source)
 
 

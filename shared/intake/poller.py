@@ -1,14 +1,23 @@
 """Poll Identity Protection `riskDetections` since a watermark kept in Table storage.
 
 Why it is shaped like this:
-- **No missed detections.** The query starts `overlap` before the watermark (detections
-  can become visible a little after their `detectedDateTime`), pages through every
-  `@odata.nextLink`, and the watermark moves only after a page has been fully taken in.
-  A failure mid-way (a page that cannot be fetched, storage trouble) leaves the watermark
-  at the last complete page, so the next run reads the rest.
-- **No repeated detections.** What the overlap reads again is skipped: intake remembers
-  every (user, detection) it handled (`shared.intake.dedupe`), and queue requests carry
+- **No missed detections, however late they surface.** Offline detections (leaked
+  credentials, anomalous token, atypical travel, ...) surface up to 48 hours after they are
+  detected (MicrosoftDocs/entra-docs:docs/id-protection/concept-risk-detection-types.md,
+  "Real-time and offline detections"). The list documents `$filter` but names no
+  filterable property and no `lastUpdatedDateTime` semantics, and documents no order
+  (https://learn.microsoft.com/en-us/graph/api/riskdetection-list). So each poll asks for
+  `detectedDateTime ge` (the last *complete* poll's start - `MIN_OVERLAP`, at least 49
+  hours), pages through every `@odata.nextLink`, and assumes no order within or across
+  pages. The watermark (that start time) moves only when a whole poll has been taken in: a
+  failure mid-way leaves it, and the next run reads the whole window again.
+- **Exactly once.** What the window reads again (every detection, on up to 49 hours of
+  polls) is skipped: intake persists every (user, detection id) it handled
+  (`shared.intake.dedupe`, Table storage), so a detection is taken the first time it is
+  seen and never again, even when it surfaces hours late; queue requests carry
   deterministic ids.
+- **User change notifications** queued by intake (`shared.intake.user_checks`) are read
+  here, after the detections, through the same pacing (`shared.intake.user_risk`).
 - **At most one Identity Protection request per second**, retries included: a pacing
   transport sits *under* the retry transport of this poller's Graph client, and its clock
   is shared by every poll in the process (`Services.poll_pacer`).
@@ -30,10 +39,10 @@ from azure.core.exceptions import (
 
 from shared.errors import ResponderError
 from shared.intake.pipeline import IntakeOutcome, intake_result, record
-from shared.intake.sources.common import parse_time_opt
 from shared.intake.sources.errors import AlertError, Ignored
 from shared.intake.sources.graph_detections import SOURCE_DETECTION, from_risk_detection
 from shared.intake.sources.result import NormaliseResult
+from shared.intake.user_risk import UserCheckSummary, check_queued_users
 from shared.permissions import declare
 from shared.services import Services
 from shared.state import partitions
@@ -54,6 +63,10 @@ ROUTE = "poller"
 POLLER_PARTITION = partitions.INTAKE_POLLER
 WATERMARK_ROW = "riskDetections"
 LOCK_ROW = "lock"
+LATE_DETECTIONS = timedelta(hours=48)
+"""How late an offline detection may surface after its detectedDateTime (documented)."""
+MIN_OVERLAP = LATE_DETECTIONS + timedelta(hours=1)
+"""Each poll re-reads at least this far before the watermark (48 h + clock margin)."""
 IDENTITY_PROTECTION_INTERVAL = 1.0
 """Seconds between Identity Protection requests (its documented limit: 1 per second)."""
 DEFAULT_PAGE_SIZE = 200
@@ -111,6 +124,7 @@ class PollResult:
     completed: bool = False
     error: str | None = None
     outcome: IntakeOutcome = field(default_factory=lambda: IntakeOutcome(ROUTE))
+    users: UserCheckSummary = field(default_factory=UserCheckSummary)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -118,7 +132,7 @@ class PollResult:
             "detections": self.detections, "error": self.error,
             "since": self.since.isoformat() if self.since else None,
             "watermark": self.watermark.isoformat() if self.watermark else None,
-            **self.outcome.summary(),
+            **self.outcome.summary(), **self.users.summary(),
         }
 
 
@@ -134,8 +148,17 @@ class LeaseLost(ResponderError):
 
 
 async def read_watermark(services: Services) -> datetime | None:
+    """The start of the last poll that took in its whole window (None before the first)."""
     row = await services.journal.get_item(POLLER_PARTITION, WATERMARK_ROW)
     value = (row or {}).get("watermark")
+    return value if isinstance(value, datetime) else None
+
+
+async def _read_floor(services: Services) -> datetime | None:
+    """Where the first poll started reading: later windows never reach before it, so the
+    first-poll look-back stays the limit of how old a detection the responder acts on."""
+    row = await services.journal.get_item(POLLER_PARTITION, WATERMARK_ROW)
+    value = (row or {}).get("floor")
     return value if isinstance(value, datetime) else None
 
 
@@ -190,8 +213,13 @@ async def _poll(services: Services, graph: GraphClient, lease: Lease, page_size:
                 lookback: float, overlap: float) -> PollResult:
     started = datetime.now(UTC)
     watermark = await read_watermark(services)
-    since = (watermark - timedelta(minutes=overlap) if watermark
-             else started - timedelta(minutes=lookback))
+    floor = await _read_floor(services)
+    if watermark is None:
+        since = floor or started - timedelta(minutes=lookback)
+    else:
+        since = watermark - max(timedelta(minutes=overlap), MIN_OVERLAP)
+        if floor is not None:
+            since = max(since, floor)
     result = PollResult(since=since, watermark=watermark)
     try:
         async for page in detections_since(graph, since, top=page_size):
@@ -201,20 +229,19 @@ async def _poll(services: Services, graph: GraphClient, lease: Lease, page_size:
             result.outcome.extend(taken)
             if taken.errors:
                 raise taken.errors[0]
-            times = [t for t in (parse_time_opt(d.get("detectedDateTime")) for d in page
-                                 if isinstance(d, dict)) if t is not None]
-            if times and (result.watermark is None or max(times) > result.watermark):
-                result.watermark = max(times)
-                await services.journal.put_item(POLLER_PARTITION, WATERMARK_ROW,
-                                                watermark=result.watermark, updatedAt=started)
             if not await lease.renew():
                 raise LeaseLost("the poll lease was taken over by another run")
+        # The whole window is in: the next window starts MIN_OVERLAP before this start.
+        result.watermark = started
+        await services.journal.put_item(POLLER_PARTITION, WATERMARK_ROW, watermark=started,
+                                        floor=floor or since, updatedAt=datetime.now(UTC))
         result.completed = True
+        result.users = await check_queued_users(services, graph, renew=lease.renew)
     except (ResponderError, AlertError, AzureError, httpx.HTTPError, OSError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         log.warning("risk poll stopped after %d page(s): %s", result.pages, result.error)
         await record(services, "poll-failed", result.error[:4000],
-                     {"route": ROUTE, "pages": result.pages,
+                     {"route": ROUTE, "pages": result.pages, "completed": result.completed,
                       "watermark": result.watermark.isoformat() if result.watermark else None})
     log.info("risk poll: %s", result.summary())
     return result

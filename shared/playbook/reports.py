@@ -114,7 +114,8 @@ def timeline(report: RunReport) -> list[TimelineEntry]:
 def _describe(change: dict[str, Any]) -> str:
     what = change.get("what")
     if what == "inboxRule":
-        via = " (hidden, Exchange)" if change.get("via") == "exchange" else ""
+        via = (" (through Exchange; Outlook client-side rules may have been removed)"
+               if change.get("via") == "exchange" else "")
         reasons = "; ".join(change.get("reasons") or [])
         return (f"inbox rule '{change.get('name') or change.get('id')}'{via}: "
                 f"{change.get('from')} -> {change.get('to')} ({reasons})")

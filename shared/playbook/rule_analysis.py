@@ -9,6 +9,9 @@ conditions (invoice, payment, wire, password) combined with any of those.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,16 +42,102 @@ def _addresses(recipients: Any) -> list[str]:
     return out
 
 
+_TAGGED = re.compile(r"\[(SMTP|EX):([^\]]*)\]\s*$", re.IGNORECASE)
+
+
+def exchange_recipient(text: str) -> tuple[str, str]:
+    """('ex', legacyExchangeDN) or ('smtp', address) for one Get-InboxRule recipient.
+
+    Microsoft does not document the strings; public scripts show a mailbox of the
+    organisation as '"Name" [EX:/o=ExchangeLabs/.../cn=Recipients/cn=...]' and anyone else
+    as '"Name" [SMTP:x@y]', and sometimes a bare legacyExchangeDN or a bare address."""
+    text = str(text).strip()
+    tagged = _TAGGED.search(text)
+    if tagged:
+        return tagged.group(1).lower(), tagged.group(2).strip()
+    bare = text.strip('"').strip()
+    if bare.lower().startswith("/o="):
+        return "ex", bare
+    if bare.lower().startswith("smtp:"):
+        bare = bare[5:]
+    return "smtp", bare
+
+
 def _exchange_addresses(values: Any) -> list[str]:
-    """Exchange rows show recipients as strings like '"Name" [SMTP:x@y]' or plain text."""
+    """The SMTP addresses among an Exchange row's recipients. An EX: recipient is a
+    mailbox of this organisation (Exchange resolved it to its directory entry), so it is
+    never external and is left out."""
     out: list[str] = []
     for v in values if isinstance(values, list) else ([values] if values else []):
-        text = str(v)
-        if "SMTP:" in text.upper():
-            start = text.upper().index("SMTP:") + 5
-            text = text[start:].rstrip("]").strip()
-        out.append(text.strip().strip('"'))
+        kind, value = exchange_recipient(str(v))
+        if kind == "smtp":
+            out.append(value)
     return out
+
+
+SYSTEM_RULE_NAMES = frozenset({"junk e-mail rule"})
+SYSTEM_RULE_PREFIXES = ("microsoft.exchange.oof.",)
+"""Hidden rules Exchange itself keeps (junk e-mail, automatic replies). Microsoft documents
+only that -IncludeHidden shows hidden rules (https://learn.microsoft.com/powershell/module/
+exchange/Get-InboxRule), not their names; these are the names admin scripts filter out
+(https://azure365addict.com/2025/05/22/detecting-hidden-inbox-rules-in-exchange-online/)."""
+
+
+def is_system_rule(row: dict[str, Any], *, visible_in_graph: bool) -> bool:
+    """A hidden system rule the responder must never disable. Only a rule Graph does not
+    show counts: a user-visible rule that borrows the name is judged like any other."""
+    if visible_in_graph:
+        return False
+    name = str(row.get("Name") or "").strip().lower()
+    return name in SYSTEM_RULE_NAMES or name.startswith(SYSTEM_RULE_PREFIXES)
+
+
+def rule_identity_of(graph_id: str) -> str | None:
+    """The Exchange RuleIdentity of a Graph messageRule id, or None if it is not one.
+
+    Neither format is documented. A Graph rule id is base64 of 8 bytes (observed:
+    "AQAAAOQfqLg=", https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/3336)
+    and the documented RuleIdentity example 16752869479666417665 (MicrosoftDocs/office-docs-
+    powershell:exchange/exchange-ps/exchange/Disable-InboxRule.md) is 0xE87E260800000001,
+    the same layout read as a little-endian integer."""
+    try:
+        raw = base64.b64decode(str(graph_id).replace("-", "+").replace("_", "/"),
+                               validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return str(int.from_bytes(raw, "little")) if len(raw) == 8 else None
+
+
+def row_rule_identity(row: dict[str, Any]) -> str:
+    """RuleIdentity of a Get-InboxRule row (Identity is MailboxAlias\\RuleIdentity)."""
+    return str(row.get("RuleIdentity") or str(row.get("Identity") or "").rsplit("\\", 1)[-1])
+
+
+def pair_rules(graph_rules: list[dict[str, Any]], rows: list[dict[str, Any]]
+               ) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+    """(Graph rule, Exchange row) pairs for one mailbox; None where one side has no match
+    (a hidden rule has no Graph side). Ids are matched first; a name is used only when it
+    is unique on both sides."""
+    by_identity = {row_rule_identity(r): r for r in rows}
+    names_g: dict[str, int] = {}
+    for g in graph_rules:
+        names_g[str(g.get("displayName"))] = names_g.get(str(g.get("displayName")), 0) + 1
+    names_x: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        names_x.setdefault(str(r.get("Name")), []).append(r)
+    pairs: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
+    used: set[int] = set()
+    for g in graph_rules:
+        row = by_identity.get(rule_identity_of(str(g.get("id"))) or "")
+        if row is None:
+            name = str(g.get("displayName"))
+            same = [r for r in names_x.get(name, []) if id(r) not in used]
+            row = same[0] if names_g.get(name) == 1 and len(same) == 1 else None
+        if row is not None:
+            used.add(id(row))
+        pairs.append((g, row))
+    pairs.extend((None, r) for r in rows if id(r) not in used)
+    return pairs
 
 
 def external(addresses: Iterable[str], internal_domains: set[str]) -> list[str]:

@@ -7,6 +7,9 @@
   run goes on with the steps that do not need the failed one.
 - Dry run is the runner's choice: it calls each step's `plan` only, through read-only
   clients, and records what would have been done.
+- One delivery at a time acts on a run: it holds the run's lease (RUN_LEASE_SECONDS,
+  renewed in the background) and its steps stop when the delivery stops. Any other failure
+  on the last allowed delivery marks the run `poisoned`, so it does not stay `running`.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from shared.errors import NotFound, ResponderError, ServiceError, ValidationError
+from shared.errors import Forbidden, NotFound, ResponderError, ServiceError, ValidationError
 from shared.logs import run_context
 from shared.models import FINISHED_STEP_STATES, RemediationRequest, StepResult, StepStatus
+from shared.permissions import explain_forbidden
 from shared.playbook.catalogue import check_policy
 from shared.playbook.context import StepContext
 from shared.playbook.registry import REGISTRY, Step, get_step
@@ -28,12 +32,14 @@ from shared.safety.exclusions import exclusion_reason
 from shared.services import Services
 from shared.state.clock import now
 from shared.state.journal import RunRecord, safe_key
-from shared.state.lease import Lease
+from shared.state.lease import Lease, LeaseLost
 from shared.tenant.graph import directory
 
 log = logging.getLogger("responder.runner")
-RUN_LEASE_SECONDS = 600
-"""How long one delivery holds a run (the Functions timeout, host.json functionTimeout)."""
+RUN_LEASE_SECONDS = 60
+"""How long a run's lease lasts unless renewed. The holder renews it every third of that
+while it runs (`Lease.run_while_held`, up to the Functions timeout), so a crashed
+instance's runs are free again within a minute, and a deferred delivery comes back then."""
 RUN_LEASE_ROW = "lease"
 """The run lease's row in the run's partition (beside the run record and its steps)."""
 TERMINAL_RUN_STATES = frozenset({"finished", "failed", "refused", "released", "poisoned"})
@@ -52,6 +58,8 @@ class RunOutcome:
     run: RunRecord
     results: dict[str, StepResult] = field(default_factory=dict)
     already_done: bool = False
+    others: list[RunOutcome] = field(default_factory=list)
+    """Further runs handled by the same request (a release of all of a user's runs)."""
 
     @property
     def failed_steps(self) -> list[str]:
@@ -76,6 +84,12 @@ def choose_steps(request: RemediationRequest, services: Services) -> tuple[str, 
     if "collect_evidence" in steps:
         steps.remove("collect_evidence")
     return name, ["collect_evidence", *steps]
+
+
+def run_lease(services: Services, run_id: str) -> Lease:
+    """The run's lease, for one holder (a delivery, a release, the stalled-run sweep)."""
+    return Lease(services.journal, run_id, RUN_LEASE_ROW, RUN_LEASE_SECONDS,
+                 owner=f"{services.instance_id}:{uuid.uuid4().hex[:12]}")
 
 
 def run_id_for(request: RemediationRequest, dry_run: bool) -> str:
@@ -122,14 +136,33 @@ async def _run_request(services: Services, request: RemediationRequest, run_id: 
         else:
             run = await journal.get_run(run_id) or run
     # One delivery at a time acts on a run: the run's lease row, owned by this delivery.
-    lease = Lease(journal, run_id, RUN_LEASE_ROW, RUN_LEASE_SECONDS,
-                  owner=f"{services.instance_id}:{uuid.uuid4().hex[:12]}")
+    lease = run_lease(services, run_id)
     try:
-        busy = await lease.try_acquire()
+        try:
+            busy = await lease.try_acquire()
+        except Exception as exc:  # storage refused: as any other failure of this delivery
+            await _give_up_if_last(services, run, exc, dequeue_count, max_dequeue_count)
+            raise
         if busy:
             return await _defer(services, run, request, busy)
-        return await _claimed_run(services, request, run, playbook, steps, dry, dequeue_count,
-                                  max_dequeue_count)
+        try:
+            return await lease.run_while_held(_claimed_run(
+                services, request, run, playbook, steps, dry, dequeue_count,
+                max_dequeue_count))
+        except LeaseLost as exc:
+            # This delivery stalled past its lease, or could not renew it (storage down):
+            # it stops. Another holder may carry on, or nobody: the request goes back on
+            # the queue for when the lease has run out (there it finds the run finished,
+            # busy, or free to resume), so the run never stays `running` without a message.
+            log.warning("run lease lost, delivery stopped: %s", exc)
+            await _defer(services, run, request, RUN_LEASE_SECONDS)
+            await journal.event(run_id, "lease-lost", f"this delivery stopped: {exc}")
+            return RunOutcome(run, await journal.step_results(run_id), already_done=True)
+        except (RetryableRunError, ValidationError):
+            raise  # recorded by _save_retry; refused by the worker
+        except Exception as exc:
+            await _give_up_if_last(services, run, exc, dequeue_count, max_dequeue_count)
+            raise
     finally:
         # Also when the delivery is cancelled mid-claim (a host shutting down): a lease left
         # behind would hold the run's redelivery back for RUN_LEASE_SECONDS.
@@ -137,6 +170,32 @@ async def _run_request(services: Services, request: RemediationRequest, run_id: 
             await asyncio.shield(lease.release())
         except Exception as exc:  # the lease then lapses on its own
             log.warning("could not release the run lease: %s", type(exc).__name__)
+
+
+async def _give_up_if_last(services: Services, run: RunRecord, exc: Exception,
+                           dequeue_count: int, max_dequeue_count: int) -> None:
+    """An unexpected failure (Table storage down, a bug) ends the delivery; on the last
+    allowed one the run is marked `poisoned` with the reason, as the host poisons the
+    message. Best effort: when storage is down too, the stalled-run sweep's cap ends it."""
+    what = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    try:
+        current = await services.journal.get_run(run.run_id)
+        if current is not None and current.state in TERMINAL_RUN_STATES:
+            return  # it did finish; only a later write failed
+        if current is not None:
+            run.state = current.state
+        if dequeue_count >= max_dequeue_count:
+            run.state = "poisoned"
+            run.reason = (f"gave up after {dequeue_count} deliveries (maxDequeueCount): "
+                          f"{what}; the message moves to the poison queue")
+            run.finished_at = now()
+        else:
+            run.reason = f"delivery {dequeue_count} failed, will retry: {what}"
+        await services.journal.save_run(run)
+        await services.journal.event(run.run_id, run.state if run.state == "poisoned"
+                                     else "retry", run.reason)
+    except Exception as again:
+        log.warning("could not record the failed delivery: %s", type(again).__name__)
 
 
 async def _defer(services: Services, run: RunRecord, request: RemediationRequest,
@@ -266,9 +325,23 @@ async def _run_waves(ctx: StepContext, steps: list[str], done: dict[str, StepRes
                 return True  # blocked: the dependency must be retried first
         return await _execute(ctx, name, attempt)
 
+    # Steps stop when the run stops: a failure that escapes one step (storage down) or the
+    # delivery's cancellation (lease lost, host shutdown) cancels and awaits the others
+    # before the lease is given back; nothing acts on after the delivery ended.
     for name in order:
         tasks[name] = asyncio.ensure_future(one(name))
-    outcomes = await asyncio.gather(*tasks.values())
+    try:
+        if tasks:
+            await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks.values():
+            error = task.exception() if task.done() and not task.cancelled() else None
+            if error is not None:
+                raise error
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+    outcomes = [task.result() for task in tasks.values()]
     return [err for err in outcomes if isinstance(err, ServiceError)]
 
 
@@ -290,6 +363,8 @@ async def _execute(ctx: StepContext, name: str, attempt: int) -> ServiceError | 
         if exc.retryable:
             retry = exc
             summary = f"transient failure, will retry: {exc}"
+        elif isinstance(exc, Forbidden):  # name the permission the step declares for it
+            summary = f"{exc}; {explain_forbidden(f'step:{name}', exc)}"
         result = StepResult(step=name, status=status, summary=summary, error_code=exc.code,
                             request_id=exc.request_id)
     except ResponderError as exc:

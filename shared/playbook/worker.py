@@ -98,7 +98,8 @@ async def handle_message(
 async def dispatch(services: Services, request: RemediationRequest, **kw: Any) -> RunOutcome:
     """Route by `action`: remediate (default), release, resume."""
     if request.action == "release":
-        return await release_run(services, request)
+        # From the queue, a release that finds the run busy is put back for later.
+        return await release_run(services, request, requeue=True)
     if request.action == "resume":
         return await resume_run(services, request, **kw)
     return await run_request(services, request, **kw)

@@ -84,6 +84,9 @@ class RunRecord:
     evidence_blob: str = ""
     dry_run: bool = False
     attempts: int = 0
+    resumes: int = 0
+    """Times the stalled-run sweep re-enqueued this run (capped there). Written only by
+    conditional saves (`save_run_if`), so a delivery's plain `save_run` never resets it."""
     etag: str | None = None
 
     def to_entity(self) -> dict[str, Any]:
@@ -107,6 +110,7 @@ class RunRecord:
             updated_at=e.get("updatedAt") or now(), finished_at=e.get("finishedAt"),
             reason=e.get("reason", ""), evidence_blob=e.get("evidenceBlob", ""),
             dry_run=bool(e.get("dryRun")), attempts=int(e.get("attempts") or 0),
+            resumes=int(e.get("resumes") or 0),
             etag=(e.metadata or {}).get("etag") if hasattr(e, "metadata") else None,
         )
 
@@ -169,10 +173,44 @@ class Journal:
         return True
 
     async def save_run(self, run: RunRecord) -> None:
+        """Save unconditionally (merge): for the holder of the run's lease. Keeps `run.etag`
+        current, so a later `save_run_if` by the same holder does not lose to itself."""
         await self.ensure()
         run.updated_at = now()
-        await self.table.upsert_entity(run.to_entity())
+        meta = await self.table.upsert_entity(run.to_entity())
+        run.etag = (meta or {}).get("etag") or run.etag
         await self._index_user(run)
+
+    async def save_run_if(self, run: RunRecord) -> bool:
+        """Save only if the record still has `run.etag` (the version this writer read);
+        False when another writer changed it meanwhile: re-read (`get_run`) and decide
+        again, instead of keeping whichever wrote last."""
+        await self.ensure()
+        updated_at = run.updated_at
+        run.updated_at = now()
+        values = {k: v for k, v in run.to_entity().items()
+                  if k not in ("PartitionKey", "RowKey")}
+        values["resumes"] = run.resumes
+        etag = await self.write_row_if(run.run_id, "run", values, run.etag, merge=True)
+        if etag is None:
+            run.updated_at = updated_at
+            return False
+        run.etag = etag
+        await self._index_user(run)
+        return True
+
+    async def record_resume(self, run: RunRecord) -> bool:
+        """Count one re-enqueue of a stalled run, only if the record still has `run.etag`
+        (False: the run moved meanwhile). `updatedAt` stays: the run itself did not move."""
+        await self.ensure()
+        etag = await self.write_row_if(run.run_id, "run",
+                                       {"resumes": run.resumes + 1, "resumedAt": now()},
+                                       run.etag, merge=True)
+        if etag is None:
+            return False
+        run.resumes += 1
+        run.etag = etag
+        return True
 
     async def _index_user(self, run: RunRecord) -> None:
         for key in {k for k in (run.user_id, run.upn, run.user) if k}:
@@ -239,15 +277,33 @@ class Journal:
                          {"summary": result.summary[:1000], "errorCode": result.error_code})
 
     # events (append-only) ------------------------------------------------------------------
+    EVENT_KEY_ATTEMPTS = 5
+    """Fresh row keys tried when one collides (a timestamp and 32 random bits: never, in
+    practice); bounded, so a broken key source fails loudly instead of looping."""
+
+    @staticmethod
+    def _event_key(stamp: datetime) -> str:
+        """An event's row key: `ev-` + its time (so events sort in order) + random bits."""
+        return f"ev-{stamp.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}"
+
     async def event(self, partition: str, kind: str, message: str,
                     data: dict[str, Any] | None = None) -> None:
+        """Append one audit event. Created, never updated or deleted, by any code path (the
+        audit trail is append-only in fact): a row key that exists already is retried with a
+        fresh key, never overwritten."""
         await self.ensure()
-        stamp = now()
-        await self.table.create_entity({
-            "PartitionKey": partition,
-            "RowKey": f"ev-{stamp.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}",
-            "kind": kind, "message": message[:4000], "at": stamp, "data": _dump(data or {}),
-        })
+        for attempt in range(1, self.EVENT_KEY_ATTEMPTS + 1):
+            stamp = now()
+            try:
+                await self.table.create_entity({
+                    "PartitionKey": partition, "RowKey": self._event_key(stamp),
+                    "kind": kind, "message": message[:4000], "at": stamp,
+                    "data": _dump(data or {}),
+                })
+                return
+            except ResourceExistsError:
+                if attempt == self.EVENT_KEY_ATTEMPTS:
+                    raise
 
     async def events(self, partition: str) -> list[dict[str, Any]]:
         await self.ensure()

@@ -5,12 +5,24 @@ exactly one wins. A holder that dies simply lets the expiry pass."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from shared.errors import ResponderError
 from shared.state.clock import now
 from shared.state.journal import Journal
+
+log = logging.getLogger("responder.lease")
+T = TypeVar("T")
+
+
+class LeaseLost(ResponderError):
+    """A renewal found the lease taken over (or could not renew it before it ran out): the
+    work done under it was stopped, since another holder may now be acting."""
 
 
 class Lease:
@@ -24,19 +36,26 @@ class Lease:
         self.seconds = seconds
         self.owner = owner or uuid.uuid4().hex
         self.etag: str | None = None
+        self.held_until: datetime | None = None
+        """When this owner's last successful write lets the lease run out."""
 
     def _values(self) -> dict[str, Any]:
         taken = now()
         return {"owner": self.owner, "takenAt": taken,
                 "expiresAt": taken + timedelta(seconds=self.seconds)}
 
+    def _held(self, values: dict[str, Any], etag: str) -> None:
+        self.etag = etag
+        self.held_until = values["expiresAt"]
+
     async def try_acquire(self) -> float:
         """0 when this owner now holds the lease (free, expired, already its own, or taken
         over); otherwise the seconds the other holder's lease still runs."""
         for _ in range(5):
-            etag = await self.journal.create_row(self.partition, self.row, self._values())
+            values = self._values()
+            etag = await self.journal.create_row(self.partition, self.row, values)
             if etag is not None:
-                self.etag = etag
+                self._held(values, etag)
                 return 0.0
             current = await self.journal.read_row(self.partition, self.row)
             if current is None:
@@ -46,10 +65,11 @@ class Lease:
             left = (expires - now()).total_seconds() if isinstance(expires, datetime) else 0.0
             if left > 0 and holder != self.owner:
                 return left
-            etag = await self.journal.write_row_if(self.partition, self.row, self._values(),
+            values = self._values()
+            etag = await self.journal.write_row_if(self.partition, self.row, values,
                                                    current.etag)
             if etag is not None:
-                self.etag = etag
+                self._held(values, etag)
                 return 0.0
         return max(self.seconds, 1.0)  # lost every race: treat it as held
 
@@ -59,12 +79,62 @@ class Lease:
 
     async def renew(self) -> bool:
         """Extend the lease; False when it was lost (another owner took over)."""
-        etag = await self.journal.write_row_if(self.partition, self.row, self._values(),
-                                               self.etag)
+        values = self._values()
+        etag = await self.journal.write_row_if(self.partition, self.row, values, self.etag)
         if etag is None:
-            return False
-        self.etag = etag
+            # A renewal whose answer was lost is resent by the storage SDK with the old
+            # ETag and refused (412), though it was written: the row still names this
+            # owner, so nobody took over. Renew again on the row's current ETag.
+            current = await self.journal.read_row(self.partition, self.row)
+            if current is None or current.values.get("owner") != self.owner:
+                return False
+            values = self._values()
+            etag = await self.journal.write_row_if(self.partition, self.row, values,
+                                                   current.etag)
+            if etag is None:
+                return False
+        self._held(values, etag)
         return True
+
+    async def run_while_held(self, work: Awaitable[T]) -> T:
+        """Await `work` (under a lease this owner holds), renewing the lease every third of
+        its length. A short lease then suffices for long work, and a crashed holder's lease
+        runs out soon. When a renewal finds the lease lost, or cannot renew it before it
+        runs out (storage down), `work` is cancelled and LeaseLost raised: another holder
+        may be acting, so this one stops."""
+        task = asyncio.ensure_future(work)
+        lost: list[str] = []
+
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(max(self.seconds / 3, 0.05))
+                try:
+                    if await self.renew():
+                        continue
+                    lost.append("another owner took the lease over")
+                except Exception as exc:  # storage hiccup: fine while the lease still runs
+                    left = ((self.held_until - now()).total_seconds()
+                            if self.held_until else 0.0)
+                    log.warning("could not renew the lease %s/%s: %s", self.partition,
+                                self.row, type(exc).__name__)
+                    if left > self.seconds / 3:
+                        continue
+                    lost.append(f"could not renew it before it ran out ({type(exc).__name__})")
+                task.cancel()
+                return
+
+        keeper = asyncio.ensure_future(keep())
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if lost and not (current is not None and current.cancelling()):
+                raise LeaseLost(f"lease {self.partition}/{self.row} lost: {lost[0]}") from None
+            raise
+        finally:
+            keeper.cancel()
+            task.cancel()
+            await asyncio.gather(keeper, task, return_exceptions=True)
 
     async def release(self) -> None:
         """Give the lease back if this owner still holds it."""

@@ -30,6 +30,8 @@ INTAKE_DETECTIONS = "intake-detections"
 """Dedupe: detections already seen."""
 INTAKE_POLLER = "intake-poller"
 """The risk poller's watermark and lease."""
+INTAKE_USER_CHECKS = "intake-user-checks"
+"""Users a change notification named, waiting for the poller's paced risk read."""
 
 SWEEP_REPORTS = "sweep-reports"
 """The latest report of each sweep."""
@@ -47,6 +49,6 @@ def sweep_events(name: str) -> str:
 ALL: tuple[str, ...] = (
     INVALID_MESSAGES, NOTIFICATIONS, APPROVALS, APPROVAL_REFUSALS, PENDING_UNBLOCKS,
     SWEEP_CHECKPOINTS, SWEEP_LEASES, INTAKE, INTAKE_USERS, INTAKE_DETECTIONS, INTAKE_POLLER,
-    SWEEP_REPORTS, SECURE_SCORE_HISTORY, SECURE_SCORE_LAST,
+    INTAKE_USER_CHECKS, SWEEP_REPORTS, SECURE_SCORE_HISTORY, SECURE_SCORE_LAST,
 )
 """Every fixed partition (per-run and per-sweep partitions are named by functions)."""

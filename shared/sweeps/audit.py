@@ -1,9 +1,13 @@
-"""Mailbox audit sweep: the organisation-wide switch, mailboxes with auditing off, accounts
-with an audit bypass. Attackers turn auditing off to hide what they read and forward.
+"""Mailbox audit sweep: the organisation-wide switch, mailboxes whose audited actions leave out
+what an investigation needs (or whose events cannot reach audit search), accounts with an
+audit bypass. Attackers turn auditing off to hide what they read and forward.
 
-Exchange does the searching: `Get-Mailbox -Filter "AuditEnabled -eq $false"` returns only the
-offenders, and the bypass associations come in pages of 1000; so the calls grow with the
-number of offenders and pages, never with the number of mailboxes. Each offender is fixed
+Mailbox auditing on by default ignores a mailbox's AuditEnabled ("Manage mailbox auditing":
+https://learn.microsoft.com/en-us/microsoft-365/compliance/audit-mailboxes?view=o365-worldwide),
+so the sweep judges each mailbox by `exo.review_mailbox_audit`, never by AuditEnabled alone.
+Customised audited actions cannot be filtered for on the server (the page documents no
+filter on them), so the mailboxes come in pages of 1000 and the bypass associations too: the
+calls grow with pages and offenders, not with mailboxes one by one. Each offender is fixed
 (policy `sweeps.audit.*` = `fix`) or reported; excluded accounts are never touched.
 """
 
@@ -18,8 +22,6 @@ from shared.sweeps.submit import excluded
 from shared.tenant import exchange as exo
 from shared.tenant.graph import directory
 from shared.tenant.graph.directory import PERM_MEMBER_READ, PERM_USER_READ
-
-AUDIT_OFF_FILTER = "AuditEnabled -eq $false"
 
 
 def _object_id(row: dict[str, Any]) -> str | None:
@@ -43,13 +45,14 @@ class AuditSweep(Sweep):
     """Attackers turn mailbox auditing off to hide what they read: turn it back on."""
 
     name = "audit"
-    description = "mailbox auditing: organisation switch, mailboxes with auditing off, bypass"
+    description = ("mailbox auditing: organisation switch, audited actions, audit search, "
+                   "bypass")
     schedule_setting = "RESPONDER_SWEEP_AUDIT_SCHEDULE"
     default_schedule = "0 15 2 * * *"
     graph_permissions = (PERM_MEMBER_READ, PERM_USER_READ)
     exchange_permissions = (exo.PERM_EXCHANGE,)
     directory_roles = ("Exchange Administrator",)
-    why = "Find and fix mailbox auditing turned off (organisation, mailbox, bypass)."
+    why = "Find and fix mailbox auditing turned off (organisation, audited actions, bypass)."
 
     async def run(self, ctx: SweepContext) -> None:
         cfg = ctx.policy.sweeps.audit
@@ -67,9 +70,11 @@ class AuditSweep(Sweep):
                 result.skipped.append({**finding, "why": "report only (policy "
                                        "sweeps.audit.organization); an admin must turn it on"})
         items: list[tuple[str, Any]] = []
-        for row in await exo.mailboxes_matching(ctx.exchange, AUDIT_OFF_FILTER):
-            upn = str(row.get("UserPrincipalName") or row.get("Identity") or "")
-            items.append((f"1-mailbox:{upn.lower()}", ("mailbox", row)))
+        for row in await exo.all_mailboxes(ctx.exchange):
+            review = exo.review_mailbox_audit(row)
+            if review.actions_off or review.not_searchable:
+                upn = str(row.get("UserPrincipalName") or row.get("Identity") or "")
+                items.append((f"1-mailbox:{upn.lower()}", ("mailbox", row)))
         for row in await exo.audit_bypass_associations(ctx.exchange):
             if row.get("AuditBypassEnabled") is True:
                 ident = str(row.get("Identity") or row.get("Name") or "")
@@ -84,10 +89,10 @@ class AuditSweep(Sweep):
     async def _handle(self, ctx: SweepContext, kind: str, row: dict[str, Any]) -> None:
         cfg = ctx.policy.sweeps.audit
         result = ctx.result
-        if kind == "mailbox":
+        review = exo.review_mailbox_audit(row) if kind == "mailbox" else None
+        if review is not None:
             identity = str(row.get("UserPrincipalName") or row.get("Identity"))
-            finding = {"kind": "mailbox-audit-off", "identity": identity,
-                       "why": "AuditEnabled is false"}
+            finding = _mailbox_finding(identity, review)
             mode = cfg.mailboxes
         else:
             identity = str(row.get("Identity") or row.get("Name"))
@@ -114,10 +119,32 @@ class AuditSweep(Sweep):
                                    f"{'mailboxes' if kind == 'mailbox' else 'bypass'})"})
             return
         if not ctx.dry_run:
-            if kind == "mailbox":
-                await exo.set_mailbox(ctx.exchange, identity, AuditEnabled=True)
+            if review is not None:
+                await exo.restore_mailbox_audit(ctx.exchange, identity, review,
+                                                audit_enabled=review.not_searchable)
             else:
                 await exo.set_audit_bypass(ctx.exchange, identity, False)
-        what = "AuditEnabled set to true" if kind == "mailbox" else \
-            "AuditBypassEnabled set to false"
+        what = _mailbox_fix(review) if review is not None else "AuditBypassEnabled set to false"
         result.actions.append({**finding, "what": what})
+
+
+def _mailbox_finding(identity: str, review: exo.AuditReview) -> dict[str, Any]:
+    """Name what is actually off: missing audited actions, or events not reaching search."""
+    whys = [f"{logon} audited actions lack {', '.join(missing)}"
+            for logon, missing in review.missing.items()]
+    if review.not_searchable:
+        licence = ("no Audit (Premium) licence" if review.premium is False
+                   else "Audit (Premium) licence unknown")
+        whys.append(f"AuditEnabled is false and {licence}: the mailbox's events do not "
+                    "reach audit log search")
+    kind = "mailbox-audit-actions-off" if review.actions_off else "mailbox-audit-not-searchable"
+    return {"kind": kind, "identity": identity, "why": "; ".join(whys)}
+
+
+def _mailbox_fix(review: exo.AuditReview) -> str:
+    done = [f"default {logon} audited actions restored" for logon in review.restore]
+    done += [f"{', '.join(a)} added to {logon} audited actions"
+             for logon, a in review.add.items()]
+    if review.not_searchable:
+        done.append("AuditEnabled set to true")
+    return "; ".join(done)

@@ -16,7 +16,7 @@ from typing import Any
 
 from shared.errors import Forbidden, NotFound
 from shared.models import RiskSignal
-from shared.playbook.rule_analysis import exchange_rule_reasons, external
+from shared.playbook.rule_analysis import exchange_rule_reasons, external, is_system_rule
 from shared.sweeps.base import SweepContext
 from shared.sweeps.registry import Sweep, register
 from shared.sweeps.submit import excluded, recent_run, record, submit_signals
@@ -61,7 +61,10 @@ class ForwardingRulesSweep(Sweep):
         return int(services.policy.sweeps.forwarding.mailboxes_per_run)
 
     async def run(self, ctx: SweepContext) -> None:
-        internal = {str(d.get("id", "")).lower() for d in await directory.domains(ctx.graph)}
+        # the organisation's accepted domains: verified tenant domains (isVerified false
+        # means ownership is not proven, https://learn.microsoft.com/en-us/graph/api/domain-verify)
+        internal = {str(d.get("id", "")).lower() for d in await directory.domains(ctx.graph)
+                    if d.get("isVerified", True)}
         internal |= {d.lower() for d in ctx.policy.inbox_rules.internal_domains}
         boxes = await exo.all_mailboxes(ctx.exchange)
         items = [(str(b.get("UserPrincipalName") or b.get("Identity")).lower(), b)
@@ -86,6 +89,11 @@ class ForwardingRulesSweep(Sweep):
         keywords = ctx.policy.inbox_rules.keywords
         for rule in rules:
             if not rule.get("Enabled", True):
+                continue
+            # Exchange's own hidden rules (junk e-mail, automatic replies) are not findings;
+            # the sweep reads Exchange only, so a rule is judged by its name here. Forwarding
+            # to a colleague (an EX: recipient) is not a finding either (rule_analysis).
+            if is_system_rule(rule, visible_in_graph=False):
                 continue
             why = exchange_rule_reasons(rule, internal, keywords)
             if why:

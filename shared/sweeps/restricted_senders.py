@@ -5,16 +5,33 @@ usually an attacker using it; the block stays until someone removes it.
   `unblock.automatic`) or file the same pending request the `request_unblock` step files;
 - blocked, and no run at all: a blocked sender is itself a compromise signal, so it becomes
   a remediation request through intake's decision and deduplication;
-- blocked, with a run still going or one that did not finish cleanly: reported.
+- blocked, with a run still going or one that did not finish cleanly: reported;
+- blocked again after the responder released it: the account is still compromised. It is
+  never released automatically twice (releases are limited per account; see
+  shared.playbook.steps.followup): it goes back to intake as a high-risk signal, the SOC is
+  told at once, and an administrator decides about any further release.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared.errors import NotFound
+from shared.errors import BadRequest, NotFound
 from shared.models import RiskSignal
-from shared.playbook.steps.followup import CONTAINMENT, PENDING_UNBLOCKS
+from shared.playbook.steps.followup import (
+    AGAIN_NOTE,
+    CONTAINMENT,
+    LIMIT_NOTE,
+    PENDING_UNBLOCKS,
+    classify,
+    hold_reason,
+    record_reblock,
+    record_refusal,
+    record_release,
+    refusal_note,
+    release_record,
+)
+from shared.safety import notify
 from shared.state.clock import now
 from shared.sweeps.base import SweepContext
 from shared.sweeps.registry import Sweep, register
@@ -87,10 +104,19 @@ class RestrictedSendersSweep(Sweep):
         if why:
             result.skipped.append({**finding, "why": why})
             return
+        released = await release_record(ctx.services.journal, address)
+        kind = classify(released, row)
+        if kind == "again":
+            await self._blocked_again(ctx, finding, address, user.id, user.upn, row,
+                                      released or {})
+            return
+        if kind != "first":
+            result.skipped.append({**finding, "why": hold_reason(kind, released)})
+            return
         runs = await _runs(ctx, user.id, user.upn, address)
         run_id = await _contained_by(ctx, runs)
         if run_id:
-            await self._release(ctx, finding, address, user.id, run_id)
+            await self._release(ctx, finding, address, user.id, run_id, row)
             return
         active = [r for r in runs if r.get("state") in ACTIVE_RUN_STATES]
         if active:
@@ -106,28 +132,60 @@ class RestrictedSendersSweep(Sweep):
             result.skipped.append({**finding, "why": "no run; report only (policy "
                                    "sweeps.restrictedSenders.mode)"})
             return
-        created = row.get("CreatedDatetime")
-        try:
-            detected = parse_time(created) if created else None
-        except (ValueError, TypeError):
-            detected = None
-        signal = RiskSignal(user_id=user.id, upn=user.upn, risk_level="high",
-                            risk_event_type="restrictedSender", source=SOURCE,
-                            detection_id=f"blockedSender:{address.lower()}:{created or ''}",
-                            detected_at=detected, raw={})
-        (sub,) = await submit_signals(ctx.services, [signal], dry_run=ctx.dry_run)
+        (sub,) = await submit_signals(ctx.services, [_signal(user.id, user.upn, address, row)],
+                                      dry_run=ctx.dry_run)
         record(result, finding, sub)
 
+    async def _blocked_again(self, ctx: SweepContext, finding: dict[str, Any], address: str,
+                             user_id: str, upn: str, row: dict[str, Any],
+                             released: dict[str, Any]) -> None:
+        """Blocked again after a release: contain again (high risk, through intake), tell
+        the SOC now, record it, and never release it again automatically."""
+        result = ctx.result
+        finding = {**finding, "why": AGAIN_NOTE, "releasedBy": released.get("releasedBy")}
+        signal = _signal(user_id, upn, address, row, again=True)
+        (sub,) = await submit_signals(ctx.services, [signal], dry_run=ctx.dry_run)
+        record(result, finding, sub)
+        if ctx.dry_run:
+            return
+        await record_reblock(ctx.services.journal, address, run_id=released.get("runId"),
+                             user_id=user_id, block=row, request_id=sub.request_id)
+        contained = (f"new containment {sub.status} (request {sub.request_id})"
+                     if sub.request_id else f"new containment not queued: {sub.reason}")
+        lines = [f"{upn} is on the restricted-senders list again after the responder "
+                 f"released it ({released.get('releasedBy') or 'earlier'}): the account is "
+                 "probably still compromised", contained,
+                 f"not released again: an administrator decides ({LIMIT_NOTE})"]
+        if released.get("runId"):
+            await ctx.services.journal.event(str(released["runId"]), "blocked-again",
+                                             lines[0], {"address": address,
+                                                        "requestId": sub.request_id})
+        await notify.send(ctx.services, notify.Notification(
+            event="sweep.findings", title=f"ESCALATION: {upn} blocked again after a release",
+            lines=lines, facts={"user": f"{upn} ({user_id})", "address": address},
+            data={"sweep": self.name, "escalation": "blocked-again", "userId": user_id,
+                  "requestId": sub.request_id}))
+
     async def _release(self, ctx: SweepContext, finding: dict[str, Any], address: str,
-                       user_id: str, run_id: str) -> None:
+                       user_id: str, run_id: str, row: dict[str, Any]) -> None:
         result = ctx.result
         finding = {**finding, "runId": run_id}
         if ctx.policy.unblock.automatic:
             if not ctx.dry_run:
-                await exo.remove_blocked_sender(ctx.exchange, address)
+                try:
+                    await exo.remove_blocked_sender(ctx.exchange, address)
+                except BadRequest as exc:
+                    why = refusal_note(exc)
+                    await record_refusal(ctx.services.journal, address, user_id=user_id,
+                                         why=why)
+                    result.skipped.append({**finding, "why": why})
+                    return
+                await record_release(ctx.services.journal, address, run_id=run_id,
+                                     user_id=user_id, block=row, by="sweep")
             result.actions.append({**finding, "what": "released from restricted senders",
                                    "why": f"contained by run {run_id} (policy "
-                                          "unblock.automatic); may take up to an hour"})
+                                          "unblock.automatic; once per breach); may take up "
+                                          "to an hour"})
             return
         pending = await ctx.services.journal.get_item(PENDING_UNBLOCKS, address)
         if pending and pending.get("state") == "pending":
@@ -144,3 +202,18 @@ class RestrictedSendersSweep(Sweep):
                                              {"addresses": [address]})
         result.actions.append({**finding, "what": "pending unblock request filed",
                                "why": f"contained by run {run_id}; automatic release is off"})
+
+
+def _signal(user_id: str, upn: str, address: str, row: dict[str, Any], *,
+            again: bool = False) -> RiskSignal:
+    """A blocked sender as a high-risk signal; one detection per block (its timestamp)."""
+    created = row.get("CreatedDatetime")
+    try:
+        detected = parse_time(created) if created else None
+    except (ValueError, TypeError):
+        detected = None
+    kind = "blockedSenderAgain" if again else "blockedSender"
+    return RiskSignal(user_id=user_id, upn=upn, risk_level="high",
+                      risk_event_type="restrictedSenderAgain" if again else "restrictedSender",
+                      source=SOURCE, detection_id=f"{kind}:{address.lower()}:{created or ''}",
+                      detected_at=detected, raw={})

@@ -17,6 +17,7 @@ import httpx
 
 from shared.errors import (
     BadRequest,
+    Forbidden,
     NotFound,
     ReadOnlyViolation,
     ServiceDetails,
@@ -25,6 +26,7 @@ from shared.errors import (
     Unavailable,
     error_for_status,
 )
+from shared.permissions import PermissionForbidden
 from shared.settings import Settings
 from shared.tenant.credentials import EXCHANGE_SCOPE, AsyncTokenCredential
 from shared.tenant.retry import (
@@ -177,6 +179,10 @@ class ExchangeClient:
         if cls is Throttled:
             return Throttled(message, retry_after=parse_retry_after(
                 response.headers.get("Retry-After")), **kwargs)
+        if cls is Forbidden:
+            # One permission and one role cover every cmdlet: name both.
+            return PermissionForbidden(message, needs=(PERM_EXCHANGE,),
+                                     roles=("Exchange Administrator",), **kwargs)
         return cls(message, **kwargs)
 
     async def close(self) -> None:
@@ -247,6 +253,9 @@ async def remove_blocked_sender(ex: ExchangeClient, address: str) -> None:
 
 async def inbox_rules(ex: ExchangeClient, mailbox: str, *, include_hidden: bool = True)\
         -> list[dict[str, Any]]:
+    """Get-InboxRule rows: what each rule really does, including what Graph cannot show
+    (https://learn.microsoft.com/powershell/module/exchange/Get-InboxRule). -IncludeHidden
+    adds hidden rules, Exchange's own among them (junk e-mail, automatic replies)."""
     params: dict[str, Any] = {"Mailbox": mailbox}
     if include_hidden:
         params["IncludeHidden"] = True
@@ -254,10 +263,20 @@ async def inbox_rules(ex: ExchangeClient, mailbox: str, *, include_hidden: bool 
 
 
 async def set_inbox_rule_enabled(ex: ExchangeClient, mailbox: str, rule_identity: str,
-                                 enabled: bool) -> None:
+                                 enabled: bool) -> list[str]:
+    """Enable-/Disable-InboxRule, non-interactively; returns Exchange's warnings.
+
+    Changing a rule this way removes Outlook's client-side rules, and the cmdlet asks for
+    confirmation first when the mailbox has some. -Force hides warnings and confirmations
+    for unattended runs; -AlwaysDeleteOutlookRulesBlob hides the warning about the rules
+    (MicrosoftDocs/office-docs-powershell:exchange/exchange-ps/exchange/Disable-InboxRule.md;
+    https://docs.microsoft.com/en-us/powershell/module/exchange/mailboxes/Set-InboxRule?view=exchange-ps).
+    Callers must tell people that client-side rules may be gone."""
     cmdlet = "Enable-InboxRule" if enabled else "Disable-InboxRule"
-    await ex.invoke(cmdlet, {"Mailbox": mailbox, "Identity": rule_identity},
-                    anchor_mailbox=mailbox)
+    result = await ex.invoke(cmdlet, {"Mailbox": mailbox, "Identity": rule_identity,
+                                      "Force": True, "AlwaysDeleteOutlookRulesBlob": True},
+                             anchor_mailbox=mailbox)
+    return result.warnings
 
 
 async def set_organization_audit_disabled(ex: ExchangeClient, disabled: bool) -> None:
@@ -275,3 +294,129 @@ async def audit_bypass_associations(ex: ExchangeClient) -> list[dict[str, Any]]:
 async def all_mailboxes(ex: ExchangeClient) -> list[dict[str, Any]]:
     """Every mailbox, all pages (1000 rows each)."""
     return (await ex.invoke("Get-Mailbox", {"ResultSize": "Unlimited"})).value
+
+
+# --- mailbox auditing on by default. "Manage mailbox auditing":
+# https://learn.microsoft.com/en-us/microsoft-365/compliance/audit-mailboxes?view=o365-worldwide
+# While the organisation switch is on (AuditDisabled false) a mailbox's AuditEnabled does not
+# decide what is logged: the audited actions per sign-in type (AuditOwner, AuditDelegate,
+# AuditAdmin; DefaultAuditSet lists the types still on Microsoft's defaults) and the bypass
+# associations do. The one documented effect left to AuditEnabled: without an Audit (Premium)
+# licence (E5/A5/G5) a mailbox's events reach audit log search and the Management Activity
+# API only after `Set-Mailbox -AuditEnabled $true` (the page's "More information").
+
+AUDIT_LOGON_TYPES = ("Admin", "Delegate", "Owner")
+_DELETES = ("HardDelete", "MoveToDeletedItems", "SoftDelete")
+# What an investigation of a compromised mailbox needs, all defaults on the page's table.
+AUDIT_NEEDED: dict[str, tuple[str, ...]] = {
+    "Owner": ("UpdateInboxRules", *_DELETES),
+    "Delegate": ("UpdateInboxRules", *_DELETES, "SendAs", "SendOnBehalf"),
+    "Admin": ("UpdateInboxRules", *_DELETES),
+}
+# The page: MailItemsAccessed and Send exist only with Audit (Premium) (Send: not Delegate).
+AUDIT_NEEDED_PREMIUM: dict[str, tuple[str, ...]] = {
+    "Owner": ("MailItemsAccessed", "Send"),
+    "Delegate": ("MailItemsAccessed",),
+    "Admin": ("MailItemsAccessed", "Send"),
+}
+# Microsoft's defaults per type (asterisks on the page's table, Premium ones included).
+AUDIT_DEFAULTS: dict[str, frozenset[str]] = {
+    "Admin": frozenset({"ApplyRecord", "Create", "HardDelete", "MailItemsAccessed",
+                        "MoveToDeletedItems", "Send", "SendAs", "SendOnBehalf", "SoftDelete",
+                        "Update", "UpdateCalendarDelegation", "UpdateFolderPermissions",
+                        "UpdateInboxRules"}),
+    "Delegate": frozenset({"ApplyRecord", "Create", "HardDelete", "MailItemsAccessed",
+                           "MoveToDeletedItems", "SendAs", "SendOnBehalf", "SoftDelete",
+                           "Update", "UpdateFolderPermissions", "UpdateInboxRules"}),
+    "Owner": frozenset({"ApplyRecord", "HardDelete", "MailItemsAccessed", "MoveToDeletedItems",
+                        "Send", "SoftDelete", "Update", "UpdateCalendarDelegation",
+                        "UpdateFolderPermissions", "UpdateInboxRules"}),
+}
+
+
+def _names(value: Any) -> list[str]:
+    """A multi-valued property as Exchange returns it: a list, or "A, B" text."""
+    items = value if isinstance(value, list) else str(value or "").split(",")
+    return [str(i).strip() for i in items if str(i).strip()]
+
+
+@dataclass
+class AuditReview:
+    """What is actually off in one mailbox's auditing, and how to put it right."""
+
+    auditEnabled: bool
+    premium: bool | None
+    """Audit (Premium) licence, inferred (None = cannot tell; see `review_mailbox_audit`)."""
+    missing: dict[str, list[str]] = field(default_factory=dict)
+    """Per customised sign-in type, the needed actions it no longer audits."""
+    restore: list[str] = field(default_factory=list)
+    """Types to give Microsoft's defaults back (-DefaultAuditSet): their list only dropped
+    default actions, so restoring loses nothing and brings back Premium ones where licensed."""
+    add: dict[str, list[str]] = field(default_factory=dict)
+    """Types with non-default customisations: add the missing actions, keep the rest."""
+    premium_unknown: list[str] = field(default_factory=list)
+    """Customised types lacking Premium-only actions while the licence is unknown (reported)."""
+
+    @property
+    def not_searchable(self) -> bool:
+        """Events would not reach audit log search: no Premium licence (or unknown) and
+        AuditEnabled false. Setting it is the documented workaround and harmless otherwise."""
+        return not self.auditEnabled and self.premium is not True
+
+    @property
+    def actions_off(self) -> bool:
+        return bool(self.restore or self.add)
+
+
+def review_mailbox_audit(row: dict[str, Any]) -> AuditReview:
+    """Judge a Get-Mailbox row by what is logged, never by AuditEnabled alone.
+
+    The licence is inferred from the mailbox itself: while Owner is in DefaultAuditSet,
+    AuditOwner is Microsoft's default list, which holds MailItemsAccessed only for Audit
+    (Premium) users (the page's table); an explicit MailItemsAccessed on any type also means
+    the licence exists. The docs do not describe this inference; when it gives no answer the
+    licence counts as unknown and the conservative choices below apply."""
+    default_set = {n.lower() for n in _names(row.get("DefaultAuditSet"))}
+    lists = {t: _names(row.get("Audit" + t)) for t in AUDIT_LOGON_TYPES}
+    premium: bool | None = None
+    if any("MailItemsAccessed" in a for a in lists.values()):
+        premium = True
+    elif "owner" in default_set and lists["Owner"]:
+        premium = False
+    review = AuditReview(auditEnabled=bool(row.get("AuditEnabled")), premium=premium)
+    for logon in AUDIT_LOGON_TYPES:
+        if logon.lower() in default_set:
+            continue  # Microsoft-managed: the defaults hold every needed action
+        have = set(lists[logon])
+        need = [a for a in AUDIT_NEEDED[logon] if a not in have]
+        premium_need = [a for a in AUDIT_NEEDED_PREMIUM[logon] if a not in have]
+        if premium is True:
+            need += premium_need
+        elif premium is None and premium_need:
+            review.premium_unknown.append(logon)
+        if not need:
+            continue
+        review.missing[logon] = need
+        if have <= AUDIT_DEFAULTS[logon]:
+            review.restore.append(logon)
+        else:
+            review.add[logon] = need
+    return review
+
+
+async def restore_mailbox_audit(ex: ExchangeClient, identity: str, review: AuditReview, *,
+                                audit_enabled: bool) -> None:
+    """One Set-Mailbox that puts back what `review` found missing (never removes an audited
+    action): -DefaultAuditSet for pure reductions (the page's "Restore the default mailbox
+    actions"), -Audit<Type> @{Add=...} otherwise (its "Change the mailbox actions to audit";
+    a JSON object is how the REST endpoint takes a hashtable: not documented), and
+    -AuditEnabled $true when asked (search availability without Premium)."""
+    params: dict[str, Any] = {}
+    if review.restore:
+        params["DefaultAuditSet"] = list(review.restore)
+    for logon, actions in review.add.items():
+        params["Audit" + logon] = {"Add": list(actions)}
+    if audit_enabled:
+        params["AuditEnabled"] = True
+    if params:
+        await set_mailbox(ex, identity, **params)

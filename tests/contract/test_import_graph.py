@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("shared.playbook",),
     ("shared.intake",),
     ("shared.sweeps",),
-    ("shared.cli",),
+    ("shared.cli", "shared.preflight"),
 )
 """Bottom first. A module may import its own context and any context of a lower layer."""
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from devtools.emulator import EmulatorServer, load_tenant
+from devtools.emulator.authz import app_grant_from_file
 
 DEMO = Path(__file__).resolve().parents[2] / "devtools" / "tenants" / "demo.json"
 TENANT_ID = "3c9e5a71-8d2b-4f06-a4e1-7b5c2d9f0e68"
@@ -31,9 +32,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(60))
 
 
+def emulator_test_grant() -> tuple[frozenset[str], frozenset[str]]:
+    """The app's full grant plus User.ReadWrite.All: these tests exercise emulator features
+    (patching any user property) that the responder itself never uses."""
+    roles, directory_roles = app_grant_from_file()
+    return roles | {"User.ReadWrite.All"}, directory_roles
+
+
 @pytest.fixture
 def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(load_tenant(DEMO), seed=7) as srv:
+    with EmulatorServer(load_tenant(DEMO), seed=7, grant=emulator_test_grant()) as srv:
         yield srv
 
 

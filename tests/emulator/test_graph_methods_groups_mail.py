@@ -13,8 +13,9 @@ def test_methods_list_has_types_and_created_dates(client):
     assert "#microsoft.graph.passwordAuthenticationMethod" in types
     assert "#microsoft.graph.phoneAuthenticationMethod" in types
     assert types.count("#microsoft.graph.microsoftAuthenticatorAuthenticationMethod") == 2
-    phone = next(m for m in methods if m["@odata.type"].endswith("phoneAuthenticationMethod"))
-    assert "createdDateTime" not in phone and phone["phoneType"] == "mobile"
+    phones = [m for m in methods if m["@odata.type"].endswith("phoneAuthenticationMethod")]
+    assert {p["phoneType"] for p in phones} == {"mobile", "alternateMobile"}
+    assert all(p["createdDateTime"] is None for p in phones), "phones carry no date"
     attacker = next(m for m in methods if m["id"] == ATTACKER_APP)
     assert attacker["createdDateTime"] == "2026-11-25T03:20:00Z"
     assert next(m for m in methods if m["id"] == PASSWORD_ID)
@@ -97,7 +98,7 @@ def test_mail_folders_and_well_known_names(client):
 def test_rules_patch_delete_and_hidden_not_visible(server, client):
     base = f"/v1.0/users/{MEGAN}/mailFolders/inbox/messageRules"
     rules = client.get(base).json()["value"]
-    assert len(rules) == 4  # the hidden fifth rule is Exchange-only
+    assert len(rules) == 5  # the hidden rule and the junk e-mail rule are Exchange-only
     fwd = next(r for r in rules if r["actions"].get("forwardTo"))
     assert fwd["actions"]["forwardTo"][0]["emailAddress"]["address"] == \
         "ap.remittance@gmail.example"
@@ -123,3 +124,80 @@ def test_no_mailbox_and_send_mail(server, client):
     assert sent[0]["from"] == "o'brien@contoso.com"
     assert sent[0]["message"]["subject"] == "Your account was secured"
     assert server.requests()[-1]["cls"] == "mailbox"
+
+
+MOBILE_ID = "3179e48a-750b-4051-897c-87b9720928f7"
+ALT_MOBILE_ID = "b6332ec1-7057-4abe-9331-3d72feddfe41"
+OFFICE_ID = "e37fc753-ff3b-4958-9484-eaa9425c82bc"
+
+
+def _audits(client, **params) -> list[dict]:
+    out: list[dict] = []
+    body = client.get("/v1.0/auditLogs/directoryAudits", params=params).json()
+    for _ in range(50):
+        out += body["value"]
+        if not body.get("@odata.nextLink"):
+            return out
+        body = client.get(body["@odata.nextLink"]).json()
+    raise AssertionError("paging did not end")
+
+
+def test_directory_audits_date_the_seeded_phone_and_page(server, client):
+    # the demo's attacker phone has no createdDateTime; a security-info event dates it
+    events = _audits(client, **{"$filter": "activityDateTime ge 2026-11-18T03:12:44Z and "
+                                           "loggedByService eq 'Authentication Methods'"})
+    ev = next(e for e in events if e["targetResources"][0]["id"] == MEGAN)
+    assert ev["activityDisplayName"] == "User registered security info"
+    assert ev["activityDateTime"].startswith("2026-11-25T03:18:07")
+    assert ev["category"] == "UserManagement" and ev["result"] == "success"
+    assert ev["targetResources"][0]["type"] == "User"
+    assert any("Alternate Mobile" in d["value"] for d in ev["additionalDetails"])
+    assert set(ev) >= {"id", "correlationId", "initiatedBy", "operationType", "resultReason"}
+    # documented filters only: category is not filterable, lambdas are refused here
+    assert client.get("/v1.0/auditLogs/directoryAudits",
+                      params={"$filter": "category eq 'UserManagement'"}).status_code == 400
+    # paging with skiptoken
+    server.configure(page_sizes={"directoryAudits": 1})
+    with server.tenant.lock:
+        user = server.tenant.find_user(MEGAN)
+        for _ in range(2):
+            server.tenant.record_security_info(user, {"@odata.type":
+                                               "#microsoft.graph.emailAuthenticationMethod"},
+                                               "updated", when="2026-11-26T00:00:00Z")
+    first = client.get("/v1.0/auditLogs/directoryAudits").json()
+    assert len(first["value"]) == 1 and "$skiptoken" in first["@odata.nextLink"]
+    assert len(_audits(client)) == 3
+
+
+def test_registration_writes_an_audit_event_that_can_arrive_late(server, client):
+    base = f"/v1.0/users/{OBRIEN}/authentication"
+    server.configure(audit_latency_seconds=3600)
+    r = client.post(f"{base}/phoneMethods", json={"phoneNumber": "+1 5550199",
+                                                  "phoneType": "mobile"})
+    assert r.status_code == 201 and r.json()["id"] == MOBILE_ID
+    assert r.json()["createdDateTime"] is None
+    assert client.post(f"{base}/phoneMethods", json={"phoneNumber": "+1 5550100",
+                                                     "phoneType": "mobile"}).status_code == 400
+    assert not [e for e in _audits(client) if e["targetResources"][0]["id"] == OBRIEN], \
+        "not in the log yet"
+    server.tenant.release_audit_events()
+    assert [e["activityDisplayName"] for e in _audits(client)
+            if e["targetResources"][0]["id"] == OBRIEN] == ["Admin registered security info"]
+
+
+def test_phone_delete_order_and_default_method(server, client):
+    with server.tenant.lock:
+        server.tenant.find_user(MEGAN)["defaultMfaMethod"] = "alternateMobile"
+    base = f"/v1.0/users/{MEGAN}/authentication/phoneMethods"
+    # a mobile cannot go while an alternate mobile exists
+    assert client.delete(f"{base}/{MOBILE_ID}").status_code == 400
+    # the default method cannot go while it is the default
+    r = client.delete(f"{base}/{ALT_MOBILE_ID}")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "badRequest"
+    with server.tenant.lock:
+        server.tenant.find_user(MEGAN)["defaultMfaMethod"] = "push"
+    assert client.delete(f"{base}/{ALT_MOBILE_ID}").status_code == 204
+    assert client.delete(f"{base}/{MOBILE_ID}").status_code == 204
+    deleted = [e for e in _audits(client) if e["activityDisplayName"] ==
+               "Admin deleted security info"]
+    assert len(deleted) == 2

@@ -145,6 +145,42 @@ def test_password_rules(client):
     assert r.status_code == 400
 
 
+DIEGO_SYNCED = "a7c4f0d5-9e6b-4b1a-8d84-5c0f3e1b7a46"
+
+
+def test_synced_user_refuses_password_and_account_enabled_writes(server, client):
+    """On-premises-mastered users: the cloud refuses passwordProfile and accountEnabled."""
+    for body in ({"passwordProfile": {"password": "Xy7!abcdefgh",
+                                      "forceChangePasswordNextSignIn": True}},
+                 {"accountEnabled": False}):
+        r = client.patch(f"/v1.0/users/{DIEGO_SYNCED}", json=body)
+        assert r.status_code == 400, body
+        err = r.json()["error"]
+        assert err["code"] == "Request_BadRequest" and "on-premises" in err["message"]
+        assert err["innerError"]["request-id"]
+    diego = next(u for u in server.state()["users"] if u["id"] == DIEGO_SYNCED)
+    assert diego["accountEnabled"] is True and diego["passwordChangeCount"] == 0
+    assert not server.tenant.check_password(DIEGO_SYNCED, "Xy7!abcdefgh")
+    # other properties of a synced user are not refused by this rule
+    assert client.patch(f"/v1.0/users/{DIEGO_SYNCED}",
+                        json={"jobTitle": "HR"}).status_code == 204
+    # a cloud-only user is unaffected
+    assert client.patch(f"/v1.0/users/{OBRIEN}", json={"accountEnabled": False}).status_code \
+        == 204
+
+
+def test_revoke_for_a_guest_succeeds_but_ends_no_home_session(server, client):
+    guest = "alex_fabrikam.com#EXT#@contoso.onmicrosoft.com"
+    r = client.post("/v1.0/users/" + quote(guest, safe="@") + "/revokeSignInSessions")
+    assert r.status_code == 200 and r.json()["value"] is True
+    users = {u["userPrincipalName"]: u for u in server.state()["users"]}
+    assert users[guest]["sessionsRevokedCount"] == 1
+    assert users[guest]["homeSessionsNotRevokedCount"] == 1
+    client.post(f"/v1.0/users/{MEGAN}/revokeSignInSessions")
+    assert "homeSessionsNotRevokedCount" not in next(
+        u for u in server.state()["users"] if u["id"] == MEGAN)
+
+
 def test_revoke_sessions_counts(server, client):
     r = client.post(f"/v1.0/users/{MEGAN}/revokeSignInSessions")
     assert r.status_code == 200 and r.json()["value"] is True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from devtools.emulator import EmulatorServer, make_tenant
 
 from .conftest import MEGAN, OBRIEN
@@ -66,14 +68,55 @@ def test_detections_datetime_filter_order_and_paging():
                 page = c.get(next_url).json()
                 seen += page["value"]
                 next_url = page.get("@odata.nextLink")
-            times = [d["detectedDateTime"] for d in seen]
-            assert len(seen) == 45 and times == sorted(times)
+            times = sorted(d["detectedDateTime"] for d in seen)
+            assert len(seen) == 45 and len({d["id"] for d in seen}) == 45
+            # no documented order: the emulator serves the list unsorted (but stably)
+            assert [d["detectedDateTime"] for d in seen] != times
             cut = times[30]
             newer = c.get(url, params={"$filter": f"detectedDateTime gt {cut}",
                                        "$top": "500"}).json()["value"]
             assert len(newer) == 14
             assert c.get(url, params={"$top": "501"}).status_code == 400
-            desc = c.get(url, params={"$orderby": "detectedDateTime desc", "$top": "3"}).json()
-            assert [d["detectedDateTime"] for d in desc["value"]] == times[::-1][:3]
+            # $orderby is not among the list's documented query options
+            assert c.get(url, params={"$orderby": "detectedDateTime desc"}).status_code == 400
             bad = c.get(url, params={"$filter": "detectedDateTime ge 2026-13-01"})
             assert bad.status_code == 400
+
+
+def _iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
+def test_offline_detections_surface_late_and_are_never_listed_early(server, client):
+    """A detection seeded to surface 30 hours after its detectedDateTime is invisible to the
+    list, to a filter that covers its time, and to a GET by id until then."""
+    now = datetime.now(UTC)
+    with server.tenant.lock:
+        late = server.tenant.add_detection({
+            "id": "a" * 64, "userId": MEGAN, "riskLevel": "high", "riskEventType":
+            "leakedCredentials", "detectionTimingType": "offline",
+            "detectedDateTime": _iso(now - timedelta(hours=29)), "visibleAfterMinutes": 30 * 60})
+        server.tenant.add_detection({
+            "id": "b" * 64, "userId": MEGAN, "detectedDateTime": _iso(now - timedelta(hours=2)),
+            "visibleAt": _iso(now - timedelta(minutes=1))})
+    url = "/v1.0/identityProtection/riskDetections"
+    since = {"$filter": f"detectedDateTime ge {_iso(now - timedelta(hours=48))}", "$top": "500"}
+    ids = {d["id"] for d in client.get(url, params=since).json()["value"]}
+    assert "a" * 64 not in ids and "b" * 64 in ids
+    assert client.get(f"{url}/{'a' * 64}").status_code == 404
+    assert all("visibleAt" not in d for d in client.get(url, params=since).json()["value"])
+    with server.tenant.lock:  # an hour later (30 h after detection) it surfaces
+        late["visibleAt"] = _iso(now - timedelta(seconds=1))
+    ids = {d["id"] for d in client.get(url, params=since).json()["value"]}
+    assert "a" * 64 in ids
+
+
+def test_risky_user_get_is_404_without_a_risk_record(client):
+    nobody = "0a1b2c3d-0000-4000-8000-00000000abcd"
+    r = client.get(f"/v1.0/identityProtection/riskyUsers/{nobody}")
+    assert r.status_code == 404
+    error = r.json()["error"]
+    assert error["code"] and error["message"]
+    megan = client.get(f"/v1.0/identityProtection/riskyUsers/{MEGAN}").json()
+    assert (megan["id"], megan["riskState"], megan["riskLevel"]) == (MEGAN, "atRisk", "high")
+    assert "history" not in megan and "value" not in megan  # one object, not a collection

@@ -64,3 +64,30 @@ def test_the_check_would_catch_a_missing_schedule():
     assert "RESPONDER_POLL_SCHEDULE" in _var("featureAppSettings")
     assert "RESPONDER_POLL_SCHEDULE" not in _var("appSettings"), \
         "the schedule lives in featureAppSettings: removing it there must fail the first test"
+
+
+def _timer_schedules() -> dict[str, str]:
+    import function_app
+    from devtools.localhost import app_functions
+
+    return {fn.get_function_name(): str(b.get_dict_repr().get("schedule", ""))
+            for fn in app_functions(function_app.app) for b in fn.get_bindings()
+            if b.get_dict_repr().get("type") == "timerTrigger"}
+
+
+def test_every_timer_schedule_comes_from_a_declared_and_deployed_setting():
+    """A hard-coded schedule cannot be changed without a code release; each timer binds a
+    `%SETTING%` that shared/settings.py declares (README, defaults) and infra/ deploys."""
+    declared = {s.name: s.default for s in EXTRA_SETTINGS}
+    deployed = _var("featureAppSettings")
+    schedules = _timer_schedules()
+    assert "approvals_escalation" in schedules and "risk_poller" in schedules
+    wrong = []
+    for function, schedule in schedules.items():
+        match = re.fullmatch(r"%([A-Z0-9_]+)%", schedule)
+        if match is None:
+            wrong.append(f"{function}: hard-coded schedule {schedule!r}")
+        elif match.group(1) not in declared or match.group(1) not in deployed:
+            wrong.append(f"{function}: %{match.group(1)}% not declared and deployed")
+    assert wrong == []
+    assert declared["RESPONDER_APPROVALS_ESCALATION_SCHEDULE"] == "0 */5 * * * *"

@@ -11,6 +11,7 @@ import pytest
 
 from functions import runtime
 from functions.alerts_http import MAX_BODY_BYTES, SECRET_HEADER
+from shared.state import partitions
 from tests.intake.conftest import (
     CLIENT_STATE,
     SHARED_SECRET,
@@ -48,8 +49,38 @@ async def test_graph_validation_token_is_echoed_as_text(svc: Any) -> None:
                            headers={"content-type": "text/plain"}))
     assert resp.status_code == 200
     assert resp.mimetype == "text/plain"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
     assert resp.get_body().decode() == token
     assert await queued(svc) == []
+
+
+@pytest.mark.parametrize(("method", "raw"), [
+    ("POST", b'{"value": []}'),  # a body: not the documented handshake
+    ("GET", b""),
+    ("OPTIONS", b""),
+])
+async def test_validation_token_is_never_reflected_outside_the_handshake(
+        svc: Any, method: str, raw: bytes) -> None:
+    token = "<script>alert(1)</script>"
+    resp = await call(post(raw=raw, params={"validationToken": token}, method=method))
+    assert resp.status_code != 200 or method == "OPTIONS"
+    assert token.encode() not in resp.get_body()
+    assert resp.mimetype != "text/plain" or method == "OPTIONS"
+
+
+async def test_validation_is_refused_without_a_configured_client_state(
+        make_services: Any) -> None:
+    services = make_services()
+    runtime.use_services(services)
+    try:
+        token = "Validation: token"
+        resp = await call(post(raw=b"", params={"validationToken": token}))
+        assert resp.status_code == 403
+        assert token.encode() not in resp.get_body()
+        assert "RESPONDER_GRAPH_CLIENT_STATE" in answer(resp)["error"]
+        assert len(await intake_events(services, "http-refused")) == 1
+    finally:
+        runtime.use_services(None)
 
 
 async def test_event_grid_subscription_validation(svc: Any) -> None:
@@ -113,6 +144,11 @@ async def test_shared_secret_is_required_when_configured(make_services: Any) -> 
         runtime.use_services(None)
 
 
+async def pending_checks(services: Any) -> list[str]:
+    return sorted(r["userId"] or r["upn"] for r in await services.journal.items(
+        partitions.INTAKE_USER_CHECKS))
+
+
 async def test_wrong_client_state_is_refused_and_mixed_batches_keep_only_good_items(
         svc: Any) -> None:
     payload = fixture_payload("graph_change_notification_user")
@@ -130,7 +166,8 @@ async def test_wrong_client_state_is_refused_and_mixed_batches_keep_only_good_it
     bad["resourceData"]["@odata.id"] = f"Users/{BOB}"
     resp = await call(post({"value": [good, bad]}))
     assert resp.status_code == 202
-    assert [m["user"] for m in await queued(svc)] == [ALICE]
+    assert await queued(svc) == []  # a user change is never a run by itself
+    assert await pending_checks(svc) == [ALICE]
     reasons = [e["message"] for e in await intake_events(svc, "http-refused")]
     assert any("wrong clientState dropped" in r for r in reasons)
 
@@ -149,16 +186,47 @@ async def test_change_notifications_are_refused_without_a_configured_client_stat
         runtime.use_services(None)
 
 
-async def test_graph_notification_with_the_right_client_state_is_accepted(svc: Any) -> None:
+async def test_a_user_notification_queues_a_risk_read_and_starts_no_run(svc: Any) -> None:
     payload = fixture_payload("graph_change_notification_user")
     payload["value"][0]["clientState"] = CLIENT_STATE
     resp = await call(post(payload))
     assert resp.status_code == 202
     body = answer(resp)
-    assert body["accepted"] is True and body["enqueued"] == 1
-    [message] = await queued(svc)
-    assert (message["user"], message["riskLevel"], message["playbook"]) == (
-        ALICE, "medium", "standard")  # a user notification has no level: hidden -> medium
+    assert body["accepted"] is True and body["enqueued"] == 0 and body["userChecks"] == 1
+    assert await queued(svc) == []
+    assert await pending_checks(svc) == [ALICE]
+
+
+def _forged_detection() -> dict[str, Any]:
+    """A risk detection (with its exact @odata.type) dressed as a change notification."""
+    return {"@odata.type": "#microsoft.graph.riskDetection", "subscriptionId": "s-1",
+            "clientState": CLIENT_STATE, "changeType": "updated", "id": "f" * 64,
+            "userId": CAROL, "userPrincipalName": "carol@contoso.com", "riskLevel": "high",
+            "riskState": "atRisk", "riskEventType": "leakedCredentials",
+            "detectedDateTime": "2026-11-25T03:12:44.1234567Z"}
+
+
+async def test_a_forged_alert_in_a_notification_body_starts_nothing(svc: Any) -> None:
+    """The right clientState beside a risk-detection shape, or beside a `records` array,
+    is read only as change notifications: no run starts, and the reason is recorded."""
+    resp = await call(post({"value": [_forged_detection()]}))
+    assert resp.status_code == 202
+    assert answer(resp)["enqueued"] == 0 and answer(resp)["problems"] == 1
+    records = fixture_payload("diag_user_risk_events_unpadded_hour")
+    user_note = fixture_payload("graph_change_notification_user")["value"][0]
+    user_note = {**user_note, "clientState": CLIENT_STATE, "resource": f"Users/{BOB}",
+                 "resourceData": {**user_note["resourceData"], "id": BOB,
+                                  "@odata.id": f"Users/{BOB}"}}
+    resp = await call(post({"value": [user_note], "records": records["records"]}))
+    assert resp.status_code == 202
+    assert answer(resp)["enqueued"] == 0
+    assert await queued(svc) == []
+    assert await pending_checks(svc) == [BOB]  # only the genuine notification, as a read
+    [problem] = await intake_events(svc, "problem")
+    assert problem["data"]["error"] == "NoCloudUser"
+    refused = [e["message"] for e in await intake_events(svc, "http-refused")]
+    assert any("records" in r and "not read" in r for r in refused)
+    assert await intake_events(svc, "enqueued") == []
 
 
 WEBHOOK_FIXTURES = [
@@ -174,7 +242,7 @@ WEBHOOK_FIXTURES = [
     ("graph_alert_mailbox_only", [("alice@contoso.com", "low", "notify-only")]),
     ("defender_alert_evidence_user", [(ALICE, "high", "full-containment")]),
     ("eventgrid_schema_array", [(ALICE, "high", "full-containment"), (BOB, "medium", "standard")]),
-    ("cloudevents_data_base64", [(ALICE, "medium", "standard")]),
+    ("cloudevents_data_base64", []),  # a user change: a paced risk read, never a run
     ("graph_risk_detection_guest_nulls",
      [("ana.lima_fabrikam.com#EXT#@contoso.onmicrosoft.com", "medium", "standard")]),
 ]

@@ -1,10 +1,12 @@
-"""The riskDetections poller against the emulator: paging, the watermark, a crash mid-way
-and a rerun (no missed and no repeated detections), the lease, and <= 1 Identity Protection
-request per second (from the emulator's own request log, with its 1 rps throttle on)."""
+"""The riskDetections poller against the emulator: paging an unsorted list, the watermark,
+a crash mid-way and a rerun (no missed and no repeated detections), a detection that
+surfaces 30 hours late, the lease, and <= 1 Identity Protection request per second (from
+the emulator's own request log, with its 1 rps throttle on)."""
 
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from shared.intake import poller
 from shared.intake.poller import Lease, poll_once, read_watermark
 from shared.timestamps import parse_time
 from tests.intake.conftest import intake_events, queued, user_function
-from tests.intake.emulator_data import detection, recent, seed_detections, user_id
+from tests.intake.emulator_data import detection, iso7, recent, seed_detections, user_id
 
 
 def ip_requests(emulator: Any) -> list[dict[str, Any]]:
@@ -46,8 +48,8 @@ async def test_pages_watermark_and_a_quiet_rerun(svc: Any, emulator: Any,
     messages = await queued(svc)
     assert sorted(m["user"] for m in messages) == sorted(user_id(i) for i in range(12))
     assert {m["source"] for m in messages} == {"graph.riskDetection"}
-    watermark = await read_watermark(svc)
-    assert watermark == parse_time(twelve[-1]["detectedDateTime"])
+    watermark = await read_watermark(svc)  # the start of the last complete poll
+    assert watermark is not None and watermark > parse_time(twelve[-1]["detectedDateTime"])
 
     again = await poll_once(svc, page_size=5)  # the overlap re-reads all 12: none repeated
     assert again.completed and again.detections == 12
@@ -80,9 +82,9 @@ async def test_a_crash_mid_way_then_a_rerun_misses_nothing_and_repeats_nothing(
     crashed = await poll_once(services, page_size=5)
     assert not crashed.completed and crashed.error
     assert crashed.pages == 1
-    assert await read_watermark(services) == parse_time(twelve[4]["detectedDateTime"])
+    assert await read_watermark(services) is None  # only a complete poll moves it
     first_batch = await queued(services)
-    assert sorted(m["user"] for m in first_batch) == sorted(user_id(i) for i in range(5))
+    assert len(first_batch) == 5  # one unsorted page of five
     failed = await intake_events(services, "poll-failed")
     assert len(failed) == 1
     drops = [e for e in ip_requests(emulator) if e["fault"]]
@@ -93,11 +95,12 @@ async def test_a_crash_mid_way_then_a_rerun_misses_nothing_and_repeats_nothing(
     rerun = await poll_once(services, page_size=5)
     assert rerun.completed
     second_batch = await queued(services)
-    assert sorted(m["user"] for m in second_batch) == sorted(user_id(i) for i in range(5, 12))
+    assert sorted(m["user"] for m in first_batch + second_batch) == sorted(
+        user_id(i) for i in range(12))
     enqueued = await intake_events(services, "enqueued")
     assert sorted(e["data"]["detectionId"] for e in enqueued) == sorted(
         d["id"] for d in twelve)  # every detection exactly once
-    assert await read_watermark(services) == parse_time(twelve[-1]["detectedDateTime"])
+    assert await read_watermark(services) is not None
     assert_at_most_one_per_second(emulator)
 
 
@@ -132,3 +135,40 @@ async def test_a_forbidden_poll_is_recorded_not_raised(svc: Any, emulator: Any,
     assert not result.completed and "Forbidden" in (result.error or "")
     assert await read_watermark(svc) is None
     assert len(await intake_events(svc, "poll-failed")) == 1
+
+
+async def test_a_detection_that_surfaces_30_hours_late_is_taken_exactly_once(
+        svc: Any, emulator: Any) -> None:
+    """Offline detections surface up to 48 h after their detectedDateTime: polls that have
+    long moved past its time still take it when it appears, once, and never again."""
+    emulator.configure(throttle={"identity_protection": {"rps": 1}})
+    now = datetime.now(UTC)
+    on_time = [detection(i, i, recent(20, i)) for i in range(3)]
+    late = detection(7, 99, now - timedelta(hours=30))
+    late["detectionTimingType"] = "offline"
+    late["visibleAt"] = iso7(now + timedelta(days=1))  # not surfaced yet
+    seed_detections(emulator, [*on_time, late])
+    emulator.clear_log()
+
+    first = await poll_once(svc, page_size=2, lookback_minutes=3 * 24 * 60)
+    second = await poll_once(svc, page_size=2)
+    assert first.completed and second.completed
+    assert sorted(m["user"] for m in await queued(svc)) == sorted(user_id(i) for i in range(3))
+    assert (await read_watermark(svc) or now) > parse_time(late["detectedDateTime"])
+
+    with emulator.tenant.lock:  # it surfaces now, 30 hours after it was detected
+        [stored] = [d for d in emulator.tenant.risk_detections if d["id"] == late["id"]]
+        stored["visibleAt"] = iso7(datetime.now(UTC) - timedelta(seconds=1))
+    third = await poll_once(svc, page_size=2)
+    assert third.completed
+    [message] = await queued(svc)
+    assert (message["user"], message["riskLevel"]) == (user_id(7), "high")
+
+    fourth = await poll_once(svc, page_size=2)  # seen again on the next poll: not re-submitted
+    assert fourth.completed and fourth.detections == 4
+    assert await queued(svc) == []
+    enqueued = [e["data"]["detectionId"] for e in await intake_events(svc, "enqueued")]
+    assert enqueued.count(late["id"]) == 1 and len(enqueued) == 4
+    for call in ip_requests(emulator):
+        assert "$orderby" not in call["query"]
+    assert_at_most_one_per_second(emulator)

@@ -120,3 +120,85 @@ async def test_excluded_group_members_are_refused_in_intake_except_on_the_http_p
             assert [m["user"] for m in await queued(services)] == [MEGAN]
     finally:
         runtime.use_services(None)
+
+
+def retry_context(retry_count: int, max_retry_count: int = 5) -> Any:
+    """What the worker passes as `context`: only its retry_context is read."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(retry_context=SimpleNamespace(
+        retry_count=retry_count, max_retry_count=max_retry_count, exception=None))
+
+
+def queue_down(svc: Any, monkeypatch: Any) -> list[str]:
+    """The remediation queue is unreachable (a retryable storage fault); tables and blobs
+    still answer. Returns the list of refused sends."""
+    from azure.core.exceptions import ServiceRequestError
+
+    refused: list[str] = []
+    real = svc.storage.enqueue
+
+    async def enqueue(queue: str, text: str, **kw: Any) -> None:
+        if queue == svc.settings.remediation_queue:
+            refused.append(text)
+            raise ServiceRequestError("connection refused (queue endpoint down)")
+        await real(queue, text, **kw)
+
+    monkeypatch.setattr(svc.storage, "enqueue", enqueue)
+    return refused
+
+
+async def dead_letters(svc: Any) -> list[dict[str, Any]]:
+    from shared.intake import deadletter
+
+    container = svc.storage.blobs.get_container_client(svc.settings.evidence_container)
+    out = []
+    for name in await deadletter.names(svc):
+        stream = await container.get_blob_client(name).download_blob()
+        out.append(json.loads(await stream.readall()) | {"name": name})
+    return out
+
+
+async def test_event_hub_events_failing_after_the_last_retry_are_dead_lettered(
+        svc: Any, monkeypatch: Any) -> None:
+    import base64
+
+    from azure.core.exceptions import ServiceRequestError
+
+    good = json.dumps(fixture_payload("defender_alert_evidence_user")).encode()
+    bad_shape = b"{this is not json"
+    refused = queue_down(svc, monkeypatch)
+    events = [hub_event(good, 7), hub_event(bad_shape, 8)]
+
+    # an earlier attempt raises for the host's retry and keeps nothing
+    with pytest.raises(ServiceRequestError):
+        await user_function("risk_alert_eventhub")(events, retry_context(2))
+    assert await dead_letters(svc) == [] and refused
+
+    # the last retry: the failing event is kept (reason, time, raw body), then it raises
+    with pytest.raises(ServiceRequestError):
+        await user_function("risk_alert_eventhub")(events, retry_context(5))
+    [kept] = await dead_letters(svc)
+    assert base64.b64decode(kept["bodyBase64"]) == good
+    assert "ServiceRequestError" in kept["reason"] and "connection refused" in kept["reason"]
+    assert kept["at"] and kept["route"] == "eventhub"
+    assert kept["source"]["sequenceNumber"] == 7 and kept["source"]["partitionKey"] == "p0"
+    # the unreadable event is not a transient failure: recorded as refused, not kept
+    assert [e["data"]["sequenceNumber"] for e in await intake_events(svc, "eventhub-refused")
+            ] == [8, 8]
+    [recorded] = await intake_events(svc, "dead-lettered")
+    assert recorded["data"]["blob"] == kept["name"]
+    # the host delivers the batch once more (e.g. a restart): still one item
+    with pytest.raises(ServiceRequestError):
+        await user_function("risk_alert_eventhub")(events, retry_context(5))
+    assert len(await dead_letters(svc)) == 1
+    assert await queued(svc) == []
+
+
+async def test_a_batch_that_succeeds_on_its_last_retry_keeps_nothing(svc: Any) -> None:
+    events = [hub_event(fixture_payload("defender_alert_evidence_user"), 1)]
+    await user_function("risk_alert_eventhub")(events, retry_context(5))
+    assert len(await queued(svc)) == 1
+    from shared.intake import deadletter
+
+    assert await deadletter.names(svc) == []

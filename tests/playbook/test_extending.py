@@ -63,6 +63,9 @@ def _megan(state: dict) -> dict:
 
 async def test_a_new_step_is_applied_and_released_through_the_real_path(services, emulator):
     assert _megan(emulator.state())["jobTitle"] == ORIGINAL_TITLE
+    # the new step's permission is granted to the app, as a deployment would after
+    # regenerating infra/permissions.json (the emulator refuses what the app was not granted)
+    emulator.grant_permissions(LabelJobTitle.graph_permissions)
     with registered(LabelJobTitle):
         stats = await run_via_queue(services, {"user": MEGAN, "requestId": "ext-1",
                                                "actions": [LabelJobTitle.name]})

@@ -9,6 +9,8 @@ from tests.playbook.conftest import MEGAN, MEGAN_ID, build_services, writes
 
 ATTACKER_APP = "9f2b8e41-c7d3-4a65-b0e9-7d4c3a2b1e06"
 OLD_APP = "0e5c7d3a-9b21-4f48-8a6e-3c1d2b4a5f70"
+MOBILE = "3179e48a-750b-4051-897c-87b9720928f7"
+ALT_MOBILE = "b6332ec1-7057-4abe-9331-3d72feddfe41"
 
 
 def _megan(emulator) -> dict:
@@ -58,15 +60,18 @@ async def test_disable_account_is_idempotent(services, emulator):
 
 async def test_methods_removed_by_window_measured_from_the_detection(services, emulator):
     # detection long ago: the attacker's method (after it) goes, the old one (before the
-    # window) stays; the phone (no creation time) is reported, not removed
+    # window) stays; the phones (no creation time) are dated by the audit log: the
+    # attacker's alternate mobile goes, Megan's own mobile (no event in the window) stays
     out = await _run(services, "m1", ["remove_suspicious_auth_methods"],
                      detectedAt="2026-11-25T03:12:44Z")
     res = out.results["remove_suspicious_auth_methods"]
     assert res.status == "done"
     ids = {m["id"] for m in _megan(emulator)["authMethods"]}
     assert ATTACKER_APP not in ids and OLD_APP in ids
-    assert [c["removed"]["id"] for c in res.changes] == [ATTACKER_APP]
-    assert res.data["notAssessed"] and res.data["notAssessed"][0]["kind"] == "phone"
+    assert ALT_MOBILE not in ids and MOBILE in ids
+    assert [c["removed"]["id"] for c in res.changes] == [ATTACKER_APP, ALT_MOBILE]
+    kept = next(a for a in res.data["assessment"] if a["method"]["id"] == MOBILE)
+    assert kept["verdict"] == "keep" and kept["method"]["kind"] == "phone"
     assert "4255550199" not in str(res.data), "phone numbers are masked"
     again = await _run(services, "m2", ["remove_suspicious_auth_methods"],
                        detectedAt="2026-11-25T03:12:44Z")
@@ -78,7 +83,7 @@ async def test_wide_window_takes_the_older_method_too(settings, emulator):
     try:
         out = await _run(svc, "m3", ["remove_suspicious_auth_methods"],
                          detectedAt="2026-11-25T03:12:44Z")
-        assert len(out.results["remove_suspicious_auth_methods"].changes) == 2
+        assert len(out.results["remove_suspicious_auth_methods"].changes) == 3
         ids = {m["id"] for m in _megan(emulator)["authMethods"]}
         assert "28c10230-6103-485e-b985-444c60001490" in ids, "never the password"
     finally:

@@ -121,8 +121,8 @@ async def test_admin_disruptive_steps_wait_and_run_only_after_approval(
     assert again.status_code == 409
     deny = await _post(tokens["deny"], by="someone")
     assert deny.status_code == 409
-    refusals = [e for e in await svc.journal.events("adm-1") if e["kind"] == "approval-refused"]
-    assert len(refusals) == 2 and all(r["data"]["reason"] == "used" for r in refusals)
+    # refusals are logged and counted, never stored (tests/safety/test_approval_costs.py)
+    assert not [e for e in await svc.journal.events("adm-1") if e["kind"] == "approval-refused"]
     assert (await approvals.get_approval(svc, "adm-1")).state == "approved"
 
 
@@ -147,8 +147,8 @@ async def test_deny_records_the_steps_skipped_with_who_and_why(make_services, em
         _user(before, ADELE)["passwordChangeCount"]
 
 
-async def test_forged_and_malformed_tokens_are_refused_and_journaled(make_services, emulator,
-                                                                     receiver):
+async def test_forged_and_malformed_tokens_are_refused_and_counted(make_services, emulator,
+                                                                   receiver):
     svc = make_services(**notify_policy(receiver))
     await _start_admin_run(svc, emulator, receiver, "adm-forge")
     real = _tokens(receiver)["approve"]
@@ -160,16 +160,17 @@ async def test_forged_and_malformed_tokens_are_refused_and_journaled(make_servic
         {"r": "adm-forge", "d": "approve", "n": "guess", "e": 4102444800}).encode())
     right_key_wrong_nonce = approvals.make_token(APPROVAL_SECRET.encode(), "adm-forge",
                                                  "approve", "guess", approval.expires_at)
+    before = approvals.refusal_counts()
     for bad in (other_secret, f"{tampered_claims}.{mac}", f"{claims}.{mac[:-2]}AA",
                 "garbage", "", "a.b.c", right_key_wrong_nonce):
         resp = await _post(bad, by="mallory")
         assert resp.status_code in (403, 404), (bad, resp.status_code)
     assert (await approvals.get_approval(svc, "adm-forge")).state == "pending"
-    refused = await svc.journal.events(approvals.REFUSALS)
-    assert len(refused) == 7
-    assert {e["data"]["reason"] for e in refused} == {"forged", "malformed"}
-    assert all(e["data"]["by"] == "mallory" for e in refused)
-    # forged tokens never write into the run's own audit trail
+    after = approvals.refusal_counts()
+    grew = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert grew == {"forged": 4, "malformed": 3}
+    # nothing is stored for a refusal, and forged tokens never touch the run's audit trail
+    assert await svc.journal.events(approvals.REFUSALS) == []
     assert not [e for e in await svc.journal.events("adm-forge")
                 if e["kind"] == "approval-refused"]
     # the genuine token still works afterwards
@@ -189,7 +190,7 @@ async def test_an_expired_token_is_refused_and_the_approval_escalates(
     approval = await approvals.get_approval(svc, "adm-exp")
     assert approval.state == "expired"
     kinds = [e["kind"] for e in await svc.journal.events("adm-exp")]
-    assert {"approval-refused", "approval-expired", "approval-escalated"} <= set(kinds)
+    assert {"approval-expired", "approval-escalated"} <= set(kinds)
     assert "approval.escalated" in receiver.events()
 
     await run_via_queue(svc)  # the escalation resumes the run: nothing silently dropped

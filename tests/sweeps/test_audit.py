@@ -1,4 +1,7 @@
-"""Mailbox audit sweep against an emulated tenant of 2,000 mailboxes with a few offenders."""
+"""Mailbox audit sweep against an emulated tenant of 2,000 mailboxes with a few offenders.
+
+The generated `audit_disabled` offenders have AuditEnabled false and no Audit (Premium)
+licence: their events do not reach audit search, which is what the sweep fixes for them."""
 
 from __future__ import annotations
 
@@ -35,13 +38,12 @@ async def test_fixes_exactly_the_offenders_in_calls_bounded_by_offenders_and_pag
     writes = exchange_writes(tenant_emulator)
     assert len(writes) == 8  # 5 Set-Mailbox + 3 Set-MailboxAuditBypassAssociation
     assert {w["cmdlet"] for w in writes} == {"Set-Mailbox", "Set-MailboxAuditBypassAssociation"}
-    # calls: 1 org config + 1 filtered page + 2 bypass pages (1000 rows each) + 8 fixes
+    # calls: 1 org config + 2 mailbox pages + 2 bypass pages (1000 rows each) + 8 fixes
     calls = exchange_calls(tenant_emulator)
-    offenders, pages = 8, 1 + 2
+    offenders, pages = 8, 2 + 2
     assert len(calls) <= offenders + pages + 2, [c["cmdlet"] for c in calls]
-    filtered = [c for c in calls if c["cmdlet"] == "Get-Mailbox"]
-    assert filtered and all(c["params"].get("Filter") == "AuditEnabled -eq $false"
-                            for c in filtered)
+    listed = [c for c in calls if c["cmdlet"] == "Get-Mailbox"]
+    assert len(listed) == 2 and all("Identity" not in c["params"] for c in listed)
     # the report says what it found and did, and the journal has it
     assert {a["identity"] for a in result.actions} >= set(big_tenant["offenders"]
                                                           ["audit_disabled"])
@@ -67,8 +69,8 @@ async def test_report_only_and_organisation_switch(tenant_emulator, big_tenant, 
                         sweeps={"audit": {"mailboxes": "report", "bypass": "report"}})
     result = await run_sweep(svc, "audit")
     assert exchange_writes(tenant_emulator) == []
-    assert {f["kind"] for f in result.found} == {"organisation-audit-off", "mailbox-audit-off",
-                                                 "audit-bypass"}
+    assert {f["kind"] for f in result.found} == {
+        "organisation-audit-off", "mailbox-audit-not-searchable", "audit-bypass"}
     assert len(result.skipped) == 9 and result.actions == []
     assert tenant_emulator.state()["organization"]["auditDisabled"] is True
 
@@ -114,7 +116,7 @@ async def test_interrupted_by_a_fault_resumes_without_skipping_or_repeating(
     # the next pass starts again from the beginning
     fourth = await run_sweep(svc, "audit", budget=3)
     assert [f["identity"] for f in fourth.found] == [f["identity"] for f in first.found]
-    assert all(f["kind"] == "mailbox-audit-off" for f in first.found)
+    assert all(f["kind"] == "mailbox-audit-not-searchable" for f in first.found)
 
 
 async def test_interrupted_mid_fix_resumes_and_fixes_each_offender_once(
@@ -132,3 +134,53 @@ async def test_interrupted_mid_fix_resumes_and_fixes_each_offender_once(
     assert len(targets) == len(set(targets)) == 8
     after = _boxes(tenant_emulator.state())
     assert all(b["auditEnabled"] and not b.get("auditBypassEnabled") for b in after.values())
+
+
+def _mailbox(emulator: Any, upn: str) -> dict[str, Any]:
+    user = emulator.tenant.find_user(upn)
+    assert user is not None
+    return dict(user["mailbox"])
+
+
+async def test_on_by_default_audit_enabled_alone_is_not_a_finding(
+        tenant_emulator, big_tenant, make_services):
+    """Organisation on, Audit (Premium), default actions: AuditEnabled false changes
+    nothing that is logged or searched, so the sweep leaves the mailbox alone."""
+    premium = sorted(big_tenant["offenders"]["audit_disabled"])[0]
+    with tenant_emulator.tenant.lock:
+        tenant_emulator.tenant.find_user(premium)["mailbox"]["auditPremium"] = True
+    svc = make_services(tenant_emulator)
+    result = await run_sweep(svc, "audit")
+    assert premium not in {f["identity"] for f in result.found}
+    assert _mailbox(tenant_emulator, premium)["auditEnabled"] is False
+    assert len(exchange_writes(tenant_emulator)) == 7
+
+
+async def test_customised_actions_are_restored_and_bypass_removed(
+        tenant_emulator, big_tenant, make_services):
+    """Owner actions customised to drop rule changes and deletes: restored to Microsoft's
+    defaults (a pure reduction); a list with extras gets the missing actions added."""
+    clean = [u["userPrincipalName"] for u in big_tenant["users"] if u.get("mailbox")
+             and u["userPrincipalName"] not in _offenders(big_tenant)]
+    reduced, extra = clean[0], clean[1]
+    with tenant_emulator.tenant.lock:
+        tenant_emulator.tenant.find_user(reduced)["mailbox"]["auditOwner"] = ["Update"]
+        tenant_emulator.tenant.find_user(extra)["mailbox"]["auditDelegate"] = [
+            "FolderBind", "SendAs"]
+    svc = make_services(tenant_emulator, sweeps={"audit": {"mailboxes": "fix"}})
+    tenant_emulator.clear_log()
+    result = await run_sweep(svc, "audit")
+    found = {f["identity"]: f for f in result.found}
+    assert found[reduced]["kind"] == "mailbox-audit-actions-off"
+    assert "UpdateInboxRules" in found[reduced]["why"]
+    r = _mailbox(tenant_emulator, reduced)
+    assert "auditOwner" not in r  # back on Microsoft's defaults (DefaultAuditSet has Owner)
+    e = _mailbox(tenant_emulator, extra)
+    assert {"FolderBind", "SendAs", "SendOnBehalf", "UpdateInboxRules", "SoftDelete",
+            "HardDelete", "MoveToDeletedItems"} == set(e["auditDelegate"])
+    sets = [w["params"] for w in exchange_writes(tenant_emulator)
+            if w["params"].get("Identity") in (reduced, extra)]
+    assert {"Identity": reduced, "DefaultAuditSet": ["Owner"]} in sets
+    assert all("AuditEnabled" not in p for p in sets)  # AuditEnabled was already true
+    again = await run_sweep(svc, "audit")
+    assert again.found == []

@@ -3,6 +3,7 @@ through intake's decision and deduplication; nothing for recent runs or excluded
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -127,7 +128,8 @@ async def test_restricted_senders_reconciled(tenant_emulator, make_services, aut
     assert messages[0]["source"] == "sweep.restrictedSenders"
     pending = await svc.journal.get_item(PENDING_UNBLOCKS, contained)
     if automatic:
-        assert contained not in _blocked(tenant_emulator) and pending is None
+        # the release is recorded (state released), so it is never repeated automatically
+        assert contained not in _blocked(tenant_emulator) and pending["state"] == "released"
         assert [w["cmdlet"] for w in exchange_writes(tenant_emulator)] == \
             ["Remove-BlockedSenderAddress"]
     else:
@@ -144,3 +146,42 @@ async def test_restricted_senders_reconciled(tenant_emulator, make_services, aut
     again = await run_sweep(svc, "restricted_senders")
     assert len(await queued(svc)) == 1
     assert not [a for a in again.actions if a.get("what") == "pending unblock request filed"]
+
+
+async def test_reblocked_sender_is_contained_again_and_never_released_twice(
+        demo_services, emulator):
+    """block -> contained and released -> blocked again: the sweep opens a new containment
+    (high risk, through intake), escalates to the SOC, and releases nothing; nor do the
+    sweeps after it."""
+    from tests.playbook.conftest import MEGAN, MEGAN_ID, run_via_queue
+
+    svc = demo_services  # demo policy: unblock.automatic, notify by mail
+    await run_via_queue(svc, {"user": MEGAN, "requestId": "contain-1",
+                              "actions": ["revoke_sessions", "request_unblock"]})
+    assert (await svc.journal.get_run("contain-1")).state == "finished"
+    assert MEGAN not in _blocked(emulator)
+    assert len(exchange_writes(emulator)) == 1  # the one release
+
+    emulator.tenant.block_sender(MEGAN)
+    result = await run_sweep(svc, "restricted_senders")
+
+    assert [w["cmdlet"] for w in exchange_writes(emulator)] == \
+        ["Remove-BlockedSenderAddress"], "released again"
+    assert MEGAN in _blocked(emulator)
+    messages = await queued(svc)
+    assert [(m["user"], m["riskLevel"], m["source"]) for m in messages] == \
+        [(MEGAN_ID, "high", "sweep.restrictedSenders")]
+    assert [a["what"] for a in result.actions] == ["remediation request"]
+    assert (await svc.journal.get_item(PENDING_UNBLOCKS, MEGAN))["state"] == "reblocked"
+    escalations = [m for m in emulator.state()["sentMail"]
+                   if "ESCALATION" in json.dumps(m)]
+    assert len(escalations) == 1
+
+    for _ in range(2):
+        again = await run_sweep(svc, "restricted_senders")
+        assert not again.actions
+        assert any("blocked again" in s["why"] for s in again.skipped)
+    assert [w["cmdlet"] for w in exchange_writes(emulator)] == ["Remove-BlockedSenderAddress"]
+    assert len(await queued(svc)) == 1
+    assert len([m for m in emulator.state()["sentMail"]
+                if "ESCALATION" in json.dumps(m)]) == 1

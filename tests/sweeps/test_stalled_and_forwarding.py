@@ -100,3 +100,35 @@ async def test_forwarding_sweep_rotates_and_finds_every_offender_once(tenant_emu
     ids = {u["userPrincipalName"]: u["id"] for u in FWD["users"]}
     assert sorted(m["user"] for m in await queued(svc)) == sorted(ids[u] for u in offenders)
     assert writes == [], "the sweep only reads; the runs it queues do the changing"
+
+
+async def test_forwarding_sweep_leaves_colleagues_and_system_rules_alone(emulator,
+                                                                        make_services):
+    """Get-InboxRule shows a colleague as an EX: recipient and every mailbox has a hidden
+    junk e-mail rule: neither is a finding. SMTP forwarding outside the accepted (verified)
+    domains still is."""
+    seed = emulator.state()
+    seed["domains"].append({"id": "unverified.example", "isVerified": False})
+    pradeep = next(u for u in seed["users"] if u["userPrincipalName"] == "pradeep@contoso.com")
+    pradeep["mailbox"]["rules"] = [
+        {"displayName": "Hidden copy to Megan", "hidden": True,
+         "actions": {"redirectTo": ["megan@contoso.com"]}},
+        {"displayName": "Board to onmicrosoft", "actions": {"forwardTo":
+                                                            ["board@contoso.onmicrosoft.com"]}}]
+    adele = next(u for u in seed["users"] if u["userPrincipalName"] == "adele@contoso.com")
+    adele["mailbox"]["rules"] = [{"displayName": "Lookalike",
+                                  "actions": {"forwardTo": ["adele@unverified.example"]}}]
+    emulator.load_tenant(seed)
+    svc = make_services(emulator, env={"RESPONDER_SWEEP_FORWARDING_ENABLED": "true"},
+                        sweeps={"forwarding": {"mailboxesPerRun": 50, "mode": "report"}})
+    result = await run_sweep(svc, "forwarding_rules")
+    found = {f["user"]: f["why"] for f in result.found}
+    assert "pradeep@contoso.com" not in found, found.get("pradeep@contoso.com")
+    assert "Lookalike" in found["adele@contoso.com"]
+    assert "Junk E-mail Rule" not in found["adele@contoso.com"]
+    why = found[MEGAN]
+    assert "Project Falcon to Adele" not in why and "EX:" not in why
+    assert "Junk E-mail Rule" not in why
+    assert "ap.remittance@gmail.example" in why  # the demo's malicious rules still found
+    others = set(found) - {MEGAN, "adele@contoso.com"}
+    assert all("Junk" not in found[u] for u in others)

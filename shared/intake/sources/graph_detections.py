@@ -27,9 +27,9 @@ from shared.intake.sources.common import (
     resolve_user,
     risk_level,
 )
-from shared.intake.sources.errors import Ignored, MalformedPayload, NoCloudUser
+from shared.intake.sources.errors import AlertError, Ignored, MalformedPayload, NoCloudUser
 from shared.intake.sources.registry import Nested, Source, register
-from shared.intake.sources.result import NormaliseResult
+from shared.intake.sources.result import NormaliseResult, UserChange
 from shared.models import RiskSignal
 
 SOURCE_DETECTION = "graph.riskDetection"
@@ -163,9 +163,14 @@ def _alert_evidence_signal(alert: dict[str, Any], evidence: dict[str, Any]) -> R
     )
 
 
-def from_change_notification(item: Any) -> RiskSignal:
+def from_change_notification(item: Any) -> UserChange:
     """One Graph change notification about a user (`resource` like `Users/{id}`).
 
+    A user notification says only that *something* about the user changed: Graph and Event
+    Grid fire it when a user is created or updated, whatever the property
+    (https://learn.microsoft.com/en-us/azure/event-grid/partner-events-graph-api). So it is
+    a `UserChange`, never a risk signal. Only the envelope fields are read (`resource`,
+    `resourceData.id`, `changeType`, `clientState`); risk-looking keys beside them are not.
     Lifecycle notifications and user deletions raise `Ignored`; notifications about other
     resources (legacy security alerts) name no user and raise `NoCloudUser`.
     """
@@ -194,29 +199,41 @@ def from_change_notification(item: Any) -> RiskSignal:
     if ident is None:
         raise NoCloudUser("change notification has no user id in resourceData or resource")
     is_upn = "@" in ident
-    return make_signal(
+    state = data.get("clientState")
+    return UserChange(
         user_id=None if is_upn else ident,
         upn=clean_upn(ident, "resource UPN") if is_upn else None,
-        risk_level="hidden",
-        risk_event_type=change,
-        detection_id=None,
-        detected_at=None,
+        change_type=change,
         source=SOURCE_NOTIFICATION,
-        admin_initiated=False,
-        raw=data,
+        client_state=state if isinstance(state, str) else None,
     )
 
 
+NOTIFICATION_COLLECTION_KEYS = frozenset({"value", "validationTokens", "@odata.type",
+                                          "@odata.context"})
+"""What a changeNotificationCollection holds
+(https://learn.microsoft.com/en-us/graph/api/resources/changenotificationcollection)."""
+
+
 def from_change_notifications(payload: Any) -> NormaliseResult:
-    """A change notification collection `{"value": [...]}` (or one notification)."""
+    """A change notification collection read strictly as one, item by item.
+
+    Only `value` (or a bare notification) is read, and every item only as a change
+    notification: a risk-detection shape, a `records` array or any other alert beside it is
+    never handed to the general normaliser, so a notification body cannot start a run.
+    """
     data = _require_dict(payload, "change notification payload")
     result = NormaliseResult()
     items = as_list(data.get("value"), "notification value")
-    if items is None:
-        collect(result, [("$", data)], from_change_notification, SOURCE_NOTIFICATION)
-    else:
-        pairs = [(f"value[{i}]", item) for i, item in enumerate(items)]
-        collect(result, pairs, from_change_notification, SOURCE_NOTIFICATION)
+    pairs = [("$", data)] if items is None else [
+        (f"value[{i}]", item) for i, item in enumerate(items)]
+    for locator, item in pairs:
+        try:
+            result.user_changes.append(from_change_notification(item))
+        except Ignored as exc:
+            result.ignore(locator, str(exc))
+        except AlertError as exc:
+            result.problem(locator, exc, SOURCE_NOTIFICATION)
     return result
 
 
@@ -315,7 +332,8 @@ class GraphSecurityAlert(Source):
 
 @register
 class GraphChangeNotification(Source):
-    """One Graph change notification about a user (or a lifecycle notification)."""
+    """One Graph change notification about a user (or a lifecycle notification): a
+    `UserChange`, never a risk signal."""
 
     name = SOURCE_NOTIFICATION
     level = "item"
@@ -326,5 +344,5 @@ class GraphChangeNotification(Source):
             "subscriptionId" in data and ("changeType" in data or "resource" in data))
 
     @staticmethod
-    def normalise(data: Any, nested: Nested) -> RiskSignal:
-        return from_change_notification(data)
+    def normalise(data: Any, nested: Nested) -> NormaliseResult:
+        return NormaliseResult(user_changes=[from_change_notification(data)])

@@ -24,17 +24,39 @@ class AlertProblem:
     """The typed error's class name (`NoCloudUser`, `MalformedPayload`, ...)."""
 
 
+@dataclass(frozen=True)
+class UserChange:
+    """A notification that a user object changed (Graph `users` subscription, Event Grid
+    `Microsoft.Graph.UserUpdated`). Not a risk signal: a licence, a manager or a password
+    reset (the responder's own too) fires it. At most it asks for a paced read of the user's
+    risk (`shared.intake.user_checks`)."""
+
+    user_id: str | None
+    upn: str | None
+    change_type: str | None
+    source: str
+    client_state: str | None = field(default=None, repr=False, compare=False)
+    """The notification's clientState, compared (never stored) where it is checked."""
+
+    @property
+    def user_key(self) -> str:
+        return (self.user_id or self.upn or "").lower()
+
+
 @dataclass
 class NormaliseResult:
-    """Signals produced, problems reported, and reasons items were deliberately ignored."""
+    """Signals produced, user changes noticed, problems reported, and reasons items were
+    deliberately ignored."""
 
     signals: list[RiskSignal] = field(default_factory=list)
     problems: list[AlertProblem] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    user_changes: list[UserChange] = field(default_factory=list)
 
     def absorb(self, other: NormaliseResult, prefix: str) -> None:
         """Merge a nested result, prefixing its locators so they stay precise."""
         self.signals.extend(other.signals)
+        self.user_changes.extend(other.user_changes)
         for problem in other.problems:
             self.problems.append(
                 AlertProblem(

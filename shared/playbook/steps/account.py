@@ -11,7 +11,7 @@ from shared.playbook.context import Plan, StepContext
 from shared.playbook.registry import Step, register
 from shared.playbook.undo import ReleaseContext, Undo, finished_changes
 from shared.tenant.graph import directory, identity_protection
-from shared.tenant.graph.directory import PERM_ENABLE, PERM_PASSWORD, PERM_REVOKE
+from shared.tenant.graph.directory import PERM_ENABLE, PERM_PASSWORD, PERM_REVOKE, PERM_USER_READ
 from shared.tenant.graph.identity_protection import PERM_RISKY_READ, PERM_RISKY_WRITE
 
 _ALPHABET = string.ascii_letters + string.digits + "!#$%&()*+,-.:;<=>?@[]^_{|}~"
@@ -29,12 +29,45 @@ def generate_password(length: int = 32) -> str:
             return value
 
 
+# Where the docs behind the account steps are:
+# - external (B2B) users: revokeSignInSessions "doesn't revoke sign-in sessions for external
+#   users, because external users sign in through their home tenant"
+#   (https://learn.microsoft.com/graph/api/user-revokesigninsessions); their password cannot
+#   be reset in the resource directory, and Identity Protection blocks such a guest instead
+#   (MicrosoftDocs/entra-docs:docs/id-protection/concept-identity-protection-b2b.md).
+# - synced users: whether a property can be written "is additionally determined by the
+#   source of authority" (https://learn.microsoft.com/en-us/graph/api/user-update?tabs=http);
+#   an app-only passwordProfile write is never written back on-premises: writeback covers
+#   the admin center and the delegated-only resetPassword API
+#   (https://learn.microsoft.com/lv-lv/entra/identity/authentication/concept-sspr-writeback).
+#   Neither page documents the refusal's error body, or whether the next sync overwrites an
+#   accepted cloud write: a synced user is reported partial whatever the cloud answers.
+HOME_TENANT = ("the guest signs in at their home tenant: its administrator must reset the "
+               "password and revoke the sessions there")
+SYNCED_RESET_NOTE = ("reset the password in on-premises AD (twice), where this user is "
+                   "mastered; an app-only cloud reset is not written back")
+SYNCED_DISABLE = ("disable the account in on-premises AD, where this user is mastered, or "
+                  "the next sync can enable it again")
+SYNCED_ENABLE = ("on-premises-mastered user: enable the account in on-premises AD if it was "
+                 "disabled there during containment")
+
+
+def external(ctx_user: directory.DirectoryUser) -> bool:
+    """A B2B user (`#EXT#` UPN, or an invited guest): password and sessions live at home."""
+    return "#ext#" in ctx_user.upn.lower() or (
+        (ctx_user.user_type or "").lower() == "guest"
+        and ctx_user.raw.get("creationType") == "Invitation")
+
+
 @register
 class ResetPassword(Step):
-    """Set a random password that nobody knows and force a change at next sign-in."""
+    """Set a random password that nobody knows and force a change at next sign-in.
+
+    A B2B guest's password lives in their home tenant: sign-in to this tenant is blocked
+    instead (policy guests.blockSignIn)."""
 
     name = "reset_password"
-    graph_permissions = (PERM_PASSWORD,)
+    graph_permissions = (PERM_PASSWORD, PERM_ENABLE)
     directory_roles = ("User Administrator", "Privileged Authentication Administrator")
     disruptive = True
     reversible = "cannot be undone: the user sets a new password through SSPR or a TAP"
@@ -47,18 +80,33 @@ class ResetPassword(Step):
     password change alters) is read when the user is resolved, before any step runs."""
 
     async def plan(self, ctx: StepContext) -> Plan:
+        if external(ctx.user):
+            if not ctx.policy.guests.block_sign_in:
+                return Plan.skipped("B2B guest: no password in this tenant (it lives in the "
+                                    f"home tenant); {HOME_TENANT} (policy guests.blockSignIn "
+                                    "is off)")
+            if ctx.user.account_enabled is False:
+                return Plan.nothing_to_do(f"B2B guest, sign-in already blocked; {HOME_TENANT}",
+                                          guest=True)
+            return Plan(actions=["B2B guest: no password here; block sign-in to this tenant "
+                                 "(policy guests.blockSignIn)", HOME_TENANT],
+                        data={"guest": True})
         if await ctx.federated():
             return Plan(actions=["the user's domain is federated: the cloud password cannot "
                                  "be set; reset it on-premises (twice)"],
                         data={"federated": True})
-        note = []
-        if ctx.user.synced:
-            note.append("synced user: also reset the on-premises password (twice), or the "
-                        "next sync may restore the old one")
+        note = [SYNCED_RESET_NOTE] if ctx.user.synced else []
         return Plan(actions=["set a random unknown password, change forced at next sign-in",
                              *note], data={"synced": ctx.user.synced})
 
     async def apply(self, ctx: StepContext, plan: Plan) -> StepResult:
+        if plan.data.get("guest"):
+            await directory.set_account_enabled(ctx.graph, ctx.user.id, False)
+            return StepResult(step=self.name, status=StepStatus.PARTIAL,
+                              summary="B2B guest: password not reset (it lives in the home "
+                                      f"tenant); sign-in to this tenant blocked; {HOME_TENANT}",
+                              changes=[{"what": "accountEnabled", "from": True, "to": False}],
+                              data={"guest": True, "homeTenantAction": HOME_TENANT})
         if plan.data.get("federated"):
             return StepResult(step=self.name, status=StepStatus.PARTIAL,
                               summary="federated user: cloud password not settable; reset "
@@ -67,24 +115,41 @@ class ResetPassword(Step):
         try:
             await directory.set_password(ctx.graph, ctx.user.id, generate_password())
         except BadRequest as exc:
-            # Synced users without password writeback are refused by the cloud: report it
-            # as the partial result it is, never as a success.
             if ctx.user.synced:
+                # The cloud refuses password writes for this on-premises-mastered user: a
+                # partial result with the on-premises action, never a retry or a success.
                 return StepResult(step=self.name, status=StepStatus.PARTIAL,
-                                  summary="cloud refused the password for this synced user; "
-                                          "reset it on-premises (twice)",
+                                  summary="synced user: the cloud refused the password "
+                                          f"({exc.code or 'HTTP 400'}); {SYNCED_RESET_NOTE}",
                                   error_code=exc.code, request_id=exc.request_id,
-                                  data={"needsOnPremisesReset": True})
+                                  data={"needsOnPremisesReset": True, "synced": True,
+                                        "onPremisesAction": SYNCED_RESET_NOTE})
             raise
         change = {"what": "password", "to": "random (not recorded)"}
         if ctx.user.synced:
             return StepResult(step=self.name, status=StepStatus.PARTIAL,
-                              summary="cloud password reset; synced user: reset the "
-                                      "on-premises password too", changes=[change],
-                              data={"needsOnPremisesReset": True})
+                              summary=f"cloud password reset; synced user: {SYNCED_RESET_NOTE}",
+                              changes=[change],
+                              data={"needsOnPremisesReset": True, "synced": True,
+                                    "onPremisesAction": SYNCED_RESET_NOTE})
         return StepResult(step=self.name, status=StepStatus.DONE,
                           summary="password reset to a random value; change forced at sign-in",
                           changes=[change])
+
+    async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
+        """The password stays (reported); a guest's blocked sign-in is enabled again."""
+        changes = finished_changes(result)
+        items: list[Undo] = []
+        if any(c.get("what") == "password" for c in changes):
+            items.append(Undo(f"cannotUndo:{self.name}", f"{self.name}: {self.cannot_undo}",
+                              status=StepStatus.SKIPPED,
+                              changes=[c for c in changes if c.get("what") == "password"]))
+        if any(c.get("what") == "accountEnabled" for c in changes):
+            async def enable() -> None:
+                await directory.set_account_enabled(ctx.graph, ctx.user_id, True)
+            items.append(Undo("guestSignIn", "guest sign-in to this tenant allowed again",
+                              enable))
+        return items
 
 
 @register
@@ -102,10 +167,20 @@ class RevokeSessions(Step):
     one); not after the evidence, which sessions do not alter."""
 
     async def plan(self, ctx: StepContext) -> Plan:
+        if external(ctx.user):
+            return Plan(actions=["revoke this tenant's view of the sessions (external user: "
+                                 "home-tenant sessions are not ended)"], data={"guest": True})
         return Plan(actions=["revoke all refresh tokens and sessions"])
 
     async def apply(self, ctx: StepContext, plan: Plan) -> StepResult:
         await directory.revoke_sessions(ctx.graph, ctx.user.id)
+        if plan.data.get("guest"):
+            # Graph answers success, yet an external user's sessions are not revoked.
+            return StepResult(step=self.name, status=StepStatus.PARTIAL,
+                              summary="external (B2B) user: Graph accepted the revocation but "
+                                      f"does not end their sessions; {HOME_TENANT}",
+                              changes=[{"what": "signInSessionsValidFrom", "to": "now"}],
+                              data={"guest": True, "homeTenantAction": HOME_TENANT})
         return StepResult(step=self.name, status=StepStatus.DONE,
                           summary="all sign-in sessions revoked",
                           changes=[{"what": "sessions", "to": "revoked"}])
@@ -116,7 +191,8 @@ class DisableAccount(Step):
     """Block sign-in entirely (off in the default policy: it stops the user working)."""
 
     name = "disable_account"
-    graph_permissions = (PERM_ENABLE,)
+    # user-update lists accountEnabled under User.EnableDisableAccount.All + User.Read.All
+    graph_permissions = (PERM_ENABLE, PERM_USER_READ)
     directory_roles = ("User Administrator",)
     disruptive = True
     reversible = "release re-enables the account"
@@ -128,12 +204,30 @@ class DisableAccount(Step):
     async def plan(self, ctx: StepContext) -> Plan:
         if ctx.user.account_enabled is False:
             return Plan.nothing_to_do("sign-in already blocked")
+        if ctx.user.synced:
+            return Plan(actions=["block sign-in", SYNCED_DISABLE], data={"synced": True})
         return Plan(actions=["block sign-in"])
 
     async def apply(self, ctx: StepContext, plan: Plan) -> StepResult:
-        await directory.set_account_enabled(ctx.graph, ctx.user.id, False)
+        synced = bool(plan.data.get("synced"))
+        try:
+            await directory.set_account_enabled(ctx.graph, ctx.user.id, False)
+        except BadRequest as exc:
+            if not synced:
+                raise
+            return StepResult(step=self.name, status=StepStatus.PARTIAL,
+                              summary="synced user: the cloud refused to block sign-in "
+                                      f"({exc.code or 'HTTP 400'}); {SYNCED_DISABLE}",
+                              error_code=exc.code, request_id=exc.request_id,
+                              data={"synced": True, "onPremisesAction": SYNCED_DISABLE})
+        change = {"what": "accountEnabled", "from": True, "to": False}
+        if synced:
+            return StepResult(step=self.name, status=StepStatus.PARTIAL,
+                              summary=f"sign-in blocked in the cloud; synced user: "
+                                      f"{SYNCED_DISABLE}", changes=[change],
+                              data={"synced": True, "onPremisesAction": SYNCED_DISABLE})
         return StepResult(step=self.name, status=StepStatus.DONE, summary="sign-in blocked",
-                          changes=[{"what": "accountEnabled", "from": True, "to": False}])
+                          changes=[change])
 
     async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
         items: list[Undo] = []
@@ -142,6 +236,10 @@ class DisableAccount(Step):
                 async def enable() -> None:
                     await directory.set_account_enabled(ctx.graph, ctx.user_id, True)
                 items.append(Undo("account", "account re-enabled (sign-in allowed)", enable))
+        if result is not None and result.data.get("synced"):
+            # The cloud cannot be trusted to re-enable an on-premises-mastered account (it
+            # may refuse, or sync may undo it): the release reports the on-premises action.
+            items.append(Undo("account:onPremises", SYNCED_ENABLE, status=StepStatus.PARTIAL))
         return items
 
 

@@ -18,7 +18,7 @@ from shared.playbook.registry import Step, register
 from shared.state.clock import now
 from shared.tenant import exchange as exo
 from shared.tenant.graph import directory
-from shared.tenant.graph.auth_methods import PERM_METHODS_READ, PERM_PER_USER_MFA
+from shared.tenant.graph.auth_methods import PERM_METHODS_READ, PERM_PER_USER_MFA_READ
 from shared.tenant.graph.directory import PERM_DOMAIN_READ, PERM_MEMBER_READ, PERM_USER_READ
 from shared.tenant.graph.identity_protection import PERM_DETECTIONS_READ, PERM_RISKY_READ
 from shared.tenant.graph.mail import PERM_FOLDERS_READ, PERM_MAILBOX_READ
@@ -40,7 +40,7 @@ class CollectEvidence(Step):
 
     name = "collect_evidence"
     graph_permissions = (PERM_USER_READ, PERM_DOMAIN_READ, PERM_RISKY_READ,
-                         PERM_DETECTIONS_READ, PERM_METHODS_READ, PERM_PER_USER_MFA,
+                         PERM_DETECTIONS_READ, PERM_METHODS_READ, PERM_PER_USER_MFA_READ,
                          PERM_MEMBER_READ, PERM_MAILBOX_READ, PERM_FOLDERS_READ)
     exchange_permissions = (exo.PERM_EXCHANGE,)
     directory_roles = ("Exchange Administrator",)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
+from shared.errors import BadRequest, NotFound
 from shared.models import StepResult, StepStatus
 from shared.playbook.context import Plan, StepContext
 from shared.playbook.registry import Step, register
@@ -11,15 +13,114 @@ from shared.playbook.undo import ReleaseContext, Undo
 from shared.state import partitions
 from shared.state.clock import now
 from shared.tenant import exchange as exo
+from shared.timestamps import parse_time
+
+if TYPE_CHECKING:
+    from shared.state.journal import Journal
 
 CONTAINMENT = ("reset_password", "revoke_sessions", "disable_malicious_inbox_rules",
                "clear_mailbox_forwarding", "remove_suspicious_auth_methods")
 PENDING_UNBLOCKS = partitions.PENDING_UNBLOCKS
+"""One row per address: a pending request for an administrator, or the record of the
+automatic release (state `released`, then `reblocked` or `refused`)."""
+
+# Releases from the restricted-senders list are limited: "There's a limit to the number of
+# times you can unblock an account"; past it only Microsoft support can unblock, and a
+# release can take up to 24 hours to apply
+# (https://learn.microsoft.com./en-us/defender-office-365/outbound-spam-restore-restricted-users).
+# The number and its period are not documented. So the responder releases an account
+# automatically at most once per breach: an account blocked again after that release is
+# still compromised (a new signal for intake, and an escalation), never released again
+# automatically; every further release is an administrator's decision.
+PENDING, RELEASED, REBLOCKED, REFUSED = "pending", "released", "reblocked", "refused"
+RELEASE_APPLIES_WITHIN = timedelta(hours=24)
+LIMIT_NOTE = ("releases are limited per account and past the limit only Microsoft support "
+              "can unblock")
+AGAIN_NOTE = ("blocked again after an automatic release: not released again (an "
+              f"administrator decides; {LIMIT_NOTE})")
+
+
+def _created(row: dict[str, Any] | None) -> str:
+    return str((row or {}).get("CreatedDatetime") or (row or {}).get("blockCreated") or "")
+
+
+def _same_time(a: str, b: str) -> bool:
+    try:
+        return parse_time(a) == parse_time(b)
+    except (ValueError, TypeError):
+        return a == b
+
+
+def classify(record: dict[str, Any] | None, row: dict[str, Any]) -> str:
+    """What a current block means given the address's release record.
+
+    `first`: never released automatically (a release is allowed once); `applying`: the block
+    the responder released, still listed while the release applies; `again`: a new block
+    after a release; `known`: a re-block already handled; `refused`: Exchange refused a
+    release (only Microsoft support can unblock).
+    """
+    state = (record or {}).get("state")
+    if state not in (RELEASED, REBLOCKED, REFUSED):
+        return "first"
+    if state == REFUSED:
+        return "refused"
+    assert record is not None
+    seen, current = str(record.get("blockCreated") or ""), _created(row)
+    if seen and current:
+        same = _same_time(seen, current)
+    else:  # no timestamps to compare: the documented wait decides
+        stamp = record.get("reblockedAt") or record.get("releasedAt")
+        same = isinstance(stamp, datetime) and now() - stamp < RELEASE_APPLIES_WITHIN
+    if same:
+        return "applying" if state == RELEASED else "known"
+    return "again"
+
+
+async def release_record(journal: Journal, address: str) -> dict[str, Any] | None:
+    return await journal.get_item(PENDING_UNBLOCKS, address.lower())
+
+
+async def record_release(journal: Journal, address: str, *, run_id: str, user_id: str,
+                         block: dict[str, Any], by: str) -> None:
+    await journal.put_item(PENDING_UNBLOCKS, address.lower(), state=RELEASED, runId=run_id,
+                           userId=user_id, releasedAt=now(), releasedBy=by[:200],
+                           blockCreated=_created(block))
+
+
+async def record_reblock(journal: Journal, address: str, *, run_id: str | None, user_id: str,
+                         block: dict[str, Any], request_id: str | None = None) -> None:
+    await journal.put_item(PENDING_UNBLOCKS, address.lower(), state=REBLOCKED, userId=user_id,
+                           reblockedAt=now(), blockCreated=_created(block),
+                           reblockRunId=run_id or "", reblockRequestId=request_id or "")
+
+
+async def record_refusal(journal: Journal, address: str, *, user_id: str, why: str) -> None:
+    await journal.put_item(PENDING_UNBLOCKS, address.lower(), state=REFUSED, userId=user_id,
+                           refusedAt=now(), why=why[:1000])
+
+
+def hold_reason(kind: str, record: dict[str, Any] | None) -> str:
+    if kind == "applying":
+        at = (record or {}).get("releasedAt")
+        return (f"release already requested{f' at {at:%Y-%m-%d %H:%M} UTC' if at else ''}; "
+                "it can take up to 24 hours to apply: not released twice")
+    if kind == "refused":
+        return ("Exchange refused an earlier release: only Microsoft support can unblock "
+                f"({(record or {}).get('why') or 'limit reached'})")
+    return AGAIN_NOTE
+
+
+def refusal_note(exc: BadRequest) -> str:
+    return (f"Exchange refused the release ({exc.code or 'HTTP 400'}): the per-account limit "
+            "may be reached; only Microsoft support can unblock")
 
 
 @register
 class RequestUnblock(Step):
-    """Release the user from the restricted-senders list once the account is contained."""
+    """Release the user from the restricted-senders list once the account is contained.
+
+    At most once per breach: an account blocked again after a release is left to an
+    administrator."""
 
     name = "request_unblock"
     exchange_permissions = (exo.PERM_EXCHANGE,)
@@ -36,39 +137,83 @@ class RequestUnblock(Step):
         rows = await ctx.blocked()
         if not rows:
             return Plan.nothing_to_do("not on the restricted-senders list")
-        addresses = sorted({str(r.get("SenderAddress")) for r in rows})
-        if ctx.policy.unblock.automatic:
-            return Plan(actions=[f"release {a} from restricted senders" for a in addresses],
-                        data={"addresses": addresses, "automatic": True})
-        return Plan(actions=[f"file a pending unblock request for {a}" for a in addresses],
-                    data={"addresses": addresses, "automatic": False})
+        blocks = {str(r.get("SenderAddress")).lower(): r for r in rows}
+        first: list[str] = []
+        held: dict[str, str] = {}
+        kinds: dict[str, str] = {}
+        for address in sorted(blocks):
+            record = await release_record(ctx.journal, address)
+            kinds[address] = kind = classify(record, blocks[address])
+            if kind == "first":
+                first.append(address)
+            else:
+                held[address] = hold_reason(kind, record)
+        again = [a for a, k in kinds.items() if k == "again"]
+        if all(k == "applying" for k in kinds.values()):
+            return Plan.nothing_to_do("; ".join(f"{a}: {w}" for a, w in held.items()))
+        automatic = ctx.policy.unblock.automatic
+        verb = "release {} from restricted senders" if automatic \
+            else "file a pending unblock request for {}"
+        return Plan(actions=[verb.format(a) for a in first]
+                    + [f"leave {a} blocked: {w}" for a, w in held.items()],
+                    data={"addresses": first, "automatic": automatic, "held": held,
+                          "again": again,
+                          "created": {a: _created(blocks[a]) for a in blocks}})
 
     async def apply(self, ctx: StepContext, plan: Plan) -> StepResult:
+        held: dict[str, str] = dict(plan.data.get("held") or {})
+        blocks = {a: {"CreatedDatetime": c} for a, c in (plan.data.get("created") or {}).items()}
+        for address in plan.data.get("again") or []:
+            await record_reblock(ctx.journal, address, run_id=ctx.run.run_id,
+                                 user_id=ctx.user.id, block=blocks.get(address, {}))
+        if held:
+            await ctx.journal.event(ctx.run.run_id, "unblock-withheld",
+                                    "not released from restricted senders: "
+                                    + "; ".join(f"{a}: {w}" for a, w in held.items()),
+                                    {"held": held})
         changes: list[dict[str, Any]] = []
         if plan.data["automatic"]:
             for address in plan.data["addresses"]:
-                await exo.remove_blocked_sender(ctx.exchange, address)
+                try:
+                    await exo.remove_blocked_sender(ctx.exchange, address)
+                except BadRequest as exc:
+                    held[address] = refusal_note(exc)
+                    await record_refusal(ctx.journal, address, user_id=ctx.user.id,
+                                         why=held[address])
+                    continue
+                except NotFound:
+                    continue  # gone meanwhile
+                await record_release(ctx.journal, address, run_id=ctx.run.run_id,
+                                     user_id=ctx.user.id, block=blocks.get(address, {}),
+                                     by=f"run {ctx.run.run_id}")
                 changes.append({"what": "restrictedSender", "address": address,
                                 "from": "blocked", "to": "released"})
             ctx.forget("blocked")
-            return StepResult(step=self.name, status=StepStatus.DONE,
-                              summary="released from restricted senders (may take up to an "
-                                      "hour to apply)", changes=changes)
+            lines = ["released from restricted senders (may take up to an hour to apply)"
+                     ] if changes else []
+            lines += [f"{a} left blocked: {w}" for a, w in held.items()]
+            return StepResult(step=self.name,
+                              status=StepStatus.PARTIAL if held else StepStatus.DONE,
+                              summary="; ".join(lines) or "nothing released",
+                              changes=changes, data={"held": held} if held else {})
         for address in plan.data["addresses"]:
             await ctx.journal.put_item(PENDING_UNBLOCKS, address, runId=ctx.run.run_id,
-                                       userId=ctx.user.id, requestedAt=now(), state="pending")
-        await ctx.journal.event(ctx.run.run_id, "unblock-requested",
-                                "release from restricted senders awaits an administrator",
-                                {"addresses": plan.data["addresses"]})
-        return StepResult(step=self.name, status=StepStatus.PARTIAL,
-                          summary="pending unblock request filed for an administrator "
-                                  "(automatic release is off in the policy)",
-                          data={"pending": plan.data["addresses"]})
+                                       userId=ctx.user.id, requestedAt=now(), state=PENDING)
+        if plan.data["addresses"]:
+            await ctx.journal.event(ctx.run.run_id, "unblock-requested",
+                                    "release from restricted senders awaits an administrator",
+                                    {"addresses": plan.data["addresses"]})
+        lines = (["pending unblock request filed for an administrator (automatic release is "
+                  "off in the policy)"] if plan.data["addresses"] else [])
+        lines += [f"{a} left blocked: {w}" for a, w in held.items()]
+        return StepResult(step=self.name, status=StepStatus.PARTIAL, summary="; ".join(lines),
+                          data={"pending": plan.data["addresses"], "held": held})
 
     async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
         """Every release finishes what this step does, whether or not the run got to it:
         a falsely accused user must be able to send mail again, and no pending request
-        for them may linger."""
+        for them may linger. A person asked for this release, so it is not limited to once;
+        the release is recorded, so a later block counts as a block after a release."""
         run, evidence = ctx.run, ctx.evidence
 
         async def unblock() -> str | None:
@@ -76,10 +221,18 @@ class RequestUnblock(Step):
             for address in dict.fromkeys(a.lower() for a in (run.upn, (evidence or {}).get(
                     "user", {}).get("mail")) if a):
                 rows = await exo.blocked_senders(ctx.exchange, address)
-                if any(str(r.get("SenderAddress", "")).lower() == address for r in rows):
+                block = next((r for r in rows
+                              if str(r.get("SenderAddress", "")).lower() == address), None)
+                if block is not None:
                     await exo.remove_blocked_sender(ctx.exchange, address)
                     released.append(address)
-                await ctx.journal.delete_item(PENDING_UNBLOCKS, address)
+                    await record_release(ctx.journal, address, run_id=run.run_id,
+                                         user_id=str(run.user_id), block=block,
+                                         by=f"release of {run.run_id}")
+                    continue
+                record = await release_record(ctx.journal, address)
+                if record is not None and record.get("state") == PENDING:
+                    await ctx.journal.delete_item(PENDING_UNBLOCKS, address)
             return None if released else "not on the restricted-senders list"
         return [Undo("restrictedSenders", "released from the restricted-senders list",
                      unblock)]

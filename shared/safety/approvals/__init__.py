@@ -14,10 +14,14 @@
   expiry. A token is single-use (`decisions`, `store`): deciding moves the approval row from
   `pending` with an ETag-conditional update, so a second use (or a concurrent double click)
   is refused. Tokens are never logged or journaled; they exist only in the notification
-  that carries the links.
+  that carries the links. The endpoint is anonymous, so a refused request is logged and
+  counted (`refusal_counts`), never stored, and no request queries a partition (at most one
+  point read of the approval row).
 - **Expiry** (`escalation`) never drops an approval silently: `escalate_expired` (a timer)
   marks it expired, journals it, notifies everyone again, and resumes the run, which records
-  the waiting steps as skipped and the run as failed.
+  the waiting steps as skipped and the run as failed. A click on an expired link escalates
+  a still-pending approval at once (once per approval: the move out of `pending` is
+  ETag-conditional).
 - **The page** (`pages`): what functions/approvals_http.py serves.
 
 This package re-exports what the runner, release, reports and the trigger adapters use.
@@ -32,7 +36,7 @@ from shared.safety.approvals.config import (
     TRUST_HEADER_SETTING,
     secret_of,
 )
-from shared.safety.approvals.decisions import cancel, decide, preview
+from shared.safety.approvals.decisions import cancel, decide, preview, refusal_counts
 from shared.safety.approvals.escalation import escalate_expired
 from shared.safety.approvals.gating import Gate, candidates, gate, open_approval
 from shared.safety.approvals.pages import (
@@ -55,5 +59,5 @@ __all__ = [
     "Approval", "Gate", "TokenRefused", "cancel", "candidates", "confirmation_page", "decide",
     "describe_token", "escalate_expired", "escape", "gate", "get_approval", "links",
     "make_token", "open_approval", "page", "preview", "privileged_roles", "read_token",
-    "secret_of", "who",
+    "refusal_counts", "secret_of", "who",
 ]

@@ -1,18 +1,23 @@
 """Using a link: check the token, record the decision once, journal it, resume the run.
 
-Every refusal is journaled (the REFUSALS partition, and the run's own trail when the token
-was genuine) before TokenRefused is raised.
+The endpoint is anonymous, so what a refused request costs is what an attacker can make the
+app spend. A refusal is therefore never written: it is logged (reason, and the run only for
+a genuinely signed token) and counted in process (`refusal_counts`). No request queries a
+partition: a token is checked from its own claims and at most one point read of its
+approval row. What is journaled is bounded per approval: the decision (once, ETag), and the
+escalation of an expired approval (once, ETag) when a late click finds it still pending.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.safety.approvals import config, escalation, store
-from shared.safety.approvals.store import REFUSALS, Approval
+from shared.safety.approvals.store import Approval
 from shared.safety.approvals.tokens import TokenRefused, nonce_digest, read_token
 from shared.state import clock
 
@@ -22,6 +27,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("responder.approvals")
 
 _STATE_FOR = {"approve": "approved", "deny": "denied"}
+_REFUSALS: Counter[str] = Counter()
+
+
+def refusal_counts() -> dict[str, int]:
+    """Refused approval requests by reason since this process started (a metric: refusals
+    are logged and counted, never stored, so hammering the endpoint grows nothing)."""
+    return dict(_REFUSALS)
 
 
 async def preview(services: Services, token: str) -> tuple[dict[str, Any], Approval]:
@@ -61,9 +73,15 @@ async def decide(services: Services, token: str, *, by: str, by_trust: str,
         if secret is None:
             raise TokenRefused("not-configured", "approvals are not configured on this app",
                                status=503)
-        claims = read_token(secret, token, when)
+        try:
+            claims = read_token(secret, token, when)
+        except TokenRefused as refused:
+            if refused.reason == "expired" and refused.run_id:  # signed claims: a real run
+                await _escalate(services, None, refused.run_id, when)
+            raise
         approval = await _matching(services, claims)
         if when >= approval.expires_at:
+            await _escalate(services, approval, approval.run_id, when)
             raise TokenRefused("expired", "the approval expired at "
                                f"{approval.expires_at.isoformat()}", run_id=approval.run_id)
         decided = await store.transition(services, approval, _STATE_FOR[claims["decision"]],
@@ -72,9 +90,7 @@ async def decide(services: Services, token: str, *, by: str, by_trust: str,
             raise TokenRefused("used", "this approval was decided concurrently; a link works "
                                "once", run_id=approval.run_id, status=409)
     except TokenRefused as refused:
-        await _journal_refusal(services, refused, by, by_trust, when)
-        if refused.reason == "expired" and refused.run_id:
-            await escalation.escalate_expired(services, now=when, only=refused.run_id)
+        _count_refusal(refused, by)
         raise
     verb = "approved" if decided.state == "approved" else "denied"
     await services.journal.event(decided.run_id, f"approval-{verb}",
@@ -87,16 +103,30 @@ async def decide(services: Services, token: str, *, by: str, by_trust: str,
     return decided
 
 
-async def _journal_refusal(services: Services, refused: TokenRefused, by: str, by_trust: str,
-                           when: datetime) -> None:
-    data = {"reason": refused.reason, "by": by, "byTrust": by_trust, "at": when.isoformat(),
-            "runId": refused.run_id}
-    message = f"approval token refused ({refused.reason}): {refused}"
-    await services.journal.event(REFUSALS, "approval-refused", message, data)
-    # Only a genuinely signed token may write into a run's own audit trail.
-    if refused.run_id and refused.reason in ("expired", "used"):
-        await services.journal.event(refused.run_id, "approval-refused", message, data)
-    log.warning("approval token refused: %s", refused.reason)
+async def _escalate(services: Services, approval: Approval | None, run_id: str,
+                    when: datetime) -> None:
+    """A late click on a still-pending approval escalates it now instead of at the next
+    timer tick: once per approval (ETag), at most one point read. Never fails the refusal:
+    the timer escalates anyway."""
+    try:
+        if approval is None:
+            await escalation.escalate_run(services, run_id, when, trigger="expired link used")
+        else:
+            await escalation.escalate_approval(services, approval, when,
+                                               trigger="expired link used")
+    except Exception:  # the refusal stands; the timer retries the escalation
+        log.warning("escalating approval of run %s after an expired link failed", run_id,
+                    exc_info=True, extra={"run_id": run_id})
+
+
+def _count_refusal(refused: TokenRefused, by: str) -> None:
+    """Log and count a refusal; never stored (no write per anonymous request)."""
+    _REFUSALS[refused.reason] += 1
+    # Only a genuinely signed token names a run worth logging; `by` is whatever was typed.
+    log.warning("approval token refused (%s, %d since start)%s by %r", refused.reason,
+                _REFUSALS[refused.reason],
+                f" for run {refused.run_id}" if refused.run_id else "", by[:80],
+                extra={"refusal_reason": refused.reason, "run_id": refused.run_id or ""})
 
 
 async def cancel(services: Services, run_id: str, why: str) -> bool:

@@ -50,13 +50,15 @@ async def _requeue_lost_resume(services: Services, row: dict[str, Any], when: da
 
 async def escalate_expired(services: Services, *, now: datetime | None = None,
                            only: str | None = None) -> list[str]:
-    """Expire overdue pending approvals: journal, notify (escalation), resume the run."""
+    """Expire overdue pending approvals: journal, notify (escalation), resume the run.
+
+    Only the timer walks the approvals partition; `only` (one run) costs one point read."""
     when = now or clock.now()
+    if only is not None:
+        return [only] if await escalate_run(services, only, when, trigger="timer") else []
     rows = await store.rows(services)
     escalated: list[str] = []
     for row in rows:
-        if only and row.get("runId") != only:
-            continue
         if row.get("state") in ("approved", "denied", "expired"):
             await _requeue_lost_resume(services, row, when)
             continue
@@ -66,28 +68,47 @@ async def escalate_expired(services: Services, *, now: datetime | None = None,
         if not isinstance(expires, datetime) or when < expires:
             continue
         approval = await store.get_approval(services, row["runId"])
-        if approval is None or approval.state != "pending":
-            continue
-        if await store.transition(services, approval, "expired", decided_by="",
-                                  by_trust="system", when=when) is None:
-            continue  # a decision or another timer won: nothing to escalate here
-        escalated.append(approval.run_id)
-        message = (f"approval for {', '.join(approval.steps)} expired at "
-                   f"{approval.expires_at.isoformat()} without a decision: escalated")
-        await services.journal.event(approval.run_id, "approval-expired", message,
-                                     {"steps": approval.steps})
-        deliveries = await notify.send(services, notify.Notification(
-            event="approval.escalated",
-            title=f"ESCALATION: approval to contain {approval.upn} expired",
-            lines=[message, "The waiting steps were not done. Decide now: re-run the "
-                   "remediation for this user, or release the run if it was a false "
-                   "positive."],
-            run_id=approval.run_id,
-            facts={"run": approval.run_id, "user": f"{approval.upn} ({approval.user_id})",
-                   "roles": ", ".join(approval.roles)},
-            data={"steps": approval.steps, "expiredAt": approval.expires_at.isoformat()}))
-        await services.journal.event(approval.run_id, "approval-escalated",
-                                     f"escalated: {notify.summary(deliveries)}",
-                                     {"channels": [d.channel for d in deliveries if d.ok]})
-        await enqueue_resume(services, approval, "expiry")
+        if approval is not None and await escalate_approval(services, approval, when,
+                                                            trigger="timer"):
+            escalated.append(approval.run_id)
     return escalated
+
+
+async def escalate_run(services: Services, run_id: str, when: datetime, *,
+                       trigger: str) -> bool:
+    """Escalate one run's approval if it is pending and overdue: one point read by key."""
+    approval = await store.get_approval(services, run_id)
+    return approval is not None and await escalate_approval(services, approval, when,
+                                                            trigger=trigger)
+
+
+async def escalate_approval(services: Services, approval: Approval, when: datetime, *,
+                            trigger: str) -> bool:
+    """pending and overdue -> expired, once (ETag): journal, notify, resume. True if done.
+
+    The conditional transition bounds the writes: whoever triggers it (the timer, a late
+    click, many late clicks) an approval is escalated, journaled and notified once."""
+    if approval.state != "pending" or when < approval.expires_at:
+        return False
+    if await store.transition(services, approval, "expired", decided_by="",
+                              by_trust="system", when=when) is None:
+        return False  # a decision or another escalation won: nothing to escalate here
+    message = (f"approval for {', '.join(approval.steps)} expired at "
+               f"{approval.expires_at.isoformat()} without a decision: escalated")
+    await services.journal.event(approval.run_id, "approval-expired", message,
+                                 {"steps": approval.steps, "trigger": trigger})
+    deliveries = await notify.send(services, notify.Notification(
+        event="approval.escalated",
+        title=f"ESCALATION: approval to contain {approval.upn} expired",
+        lines=[message, "The waiting steps were not done. Decide now: re-run the "
+               "remediation for this user, or release the run if it was a false "
+               "positive."],
+        run_id=approval.run_id,
+        facts={"run": approval.run_id, "user": f"{approval.upn} ({approval.user_id})",
+               "roles": ", ".join(approval.roles)},
+        data={"steps": approval.steps, "expiredAt": approval.expires_at.isoformat()}))
+    await services.journal.event(approval.run_id, "approval-escalated",
+                                 f"escalated: {notify.summary(deliveries)}",
+                                 {"channels": [d.channel for d in deliveries if d.ok]})
+    await enqueue_resume(services, approval, "expiry")
+    return True

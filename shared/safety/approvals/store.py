@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 PARTITION = partitions.APPROVALS
 REFUSALS = partitions.APPROVAL_REFUSALS
+"""Where earlier versions journaled refused links; refusals are now logged and counted
+(decisions.refusal_counts), never stored. Kept so existing rows can still be read."""
 
 
 @dataclass

@@ -40,6 +40,7 @@ from shared.errors import (
     Unavailable,
     error_for_status,
 )
+from shared.permissions import PermissionForbidden, names_in
 from shared.settings import Settings
 from shared.tenant.credentials import GRAPH_SCOPE, AsyncTokenCredential
 from shared.tenant.retry import (
@@ -123,6 +124,10 @@ def error_from_response(
     if cls is Throttled:
         return Throttled(message, retry_after=parse_retry_after(headers.get("Retry-After")),
                          **kwargs)
+    if status in (401, 403):
+        # Carries what the call site says it needs, so the run records which is missing.
+        return PermissionForbidden(message, needs=names_in(permission),
+                                 roles=(role,) if role else (), **kwargs)
     return cls(message, **kwargs)
 
 

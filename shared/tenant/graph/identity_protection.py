@@ -58,10 +58,12 @@ async def list_risky_users(
 async def detections_since(
     graph: GraphClient, since: datetime, *, top: int = 500
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """Pages of risk detections detected at or after `since`, oldest first."""
+    """Pages of risk detections detected at or after `since`, in no particular order.
+
+    https://learn.microsoft.com/en-us/graph/api/riskdetection-list documents `$filter`,
+    `$select` and `$top` but no `$orderby` and no order: callers must not assume one."""
     params = {
         "$filter": f"detectedDateTime ge {datetime_literal(since)}",
-        "$orderby": "detectedDateTime asc",
         "$top": str(top),
     }
     async for page in graph.pages("/identityProtection/riskDetections", params=params,

@@ -29,6 +29,10 @@ async def list_rules(graph: GraphClient, user_id: str) -> list[dict[str, Any]]:
 
 
 async def set_rule_enabled(graph: GraphClient, user_id: str, rule_id: str, enabled: bool) -> None:
+    """PATCH isEnabled (https://learn.microsoft.com/en-us/graph/api/messagerule-update).
+    Not for a rule with isReadOnly true: it "cannot be modified or deleted by the rules REST
+    API" (https://developer.microsoft.com/en-us/graph/docs/api-reference/v1.0/resources/messagerule);
+    change those through Exchange."""
     await graph.request(
         "PATCH", build_path("/users/{}/mailFolders/inbox/messageRules/{}", user_id, rule_id),
         body={"isEnabled": enabled}, priority=True, permission=PERM_MAILBOX_WRITE,

@@ -1,7 +1,8 @@
 """Walk every JSON fixture in tests/fixtures/alerts: positive and negative cases side by side.
 
 Each fixture holds a `payload`, the `expected` signals (an empty list means "must not produce
-a signal"), and how many `problems` and `ignored` entries it must report.
+a signal"), how many `problems` and `ignored` entries it must report, and how many user
+changes (`userChecks`: a paced risk read, never a signal) it must yield.
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ def test_there_are_fixtures_for_every_source() -> None:
         "graph.riskDetection",
         "graph.riskyUser",
         "graph.alert",
-        "graph.changeNotification",
         "diagnostics.userRiskEvents",
         "diagnostics.riskyUsers",
         "defender.alertEvidence",
         "monitor.logAlert",
         "sentinel.incident",
     }
+    assert any(_load(path).get("userChecks") for path in FIXTURE_FILES)
     negatives = [path for path in FIXTURE_FILES if not _load(path)["expected"]]
     assert len(negatives) >= 10
 
@@ -64,6 +65,7 @@ def test_fixture(path: Path) -> None:
         assert signal.raw, "the raw item is kept for the audit trail"
     assert len(result.problems) == fixture.get("problems", 0), result.problems
     assert len(result.ignored) == fixture.get("ignored", 0), result.ignored
+    assert len(result.user_changes) == fixture.get("userChecks", 0), result.user_changes
     if "problem_errors" in fixture:
         assert [p.error for p in result.problems] == fixture["problem_errors"]
     for problem in result.problems:
@@ -78,4 +80,5 @@ def test_fixture_as_json_text(path: Path) -> None:
     as_bytes = normalise(json.dumps(payload).encode())
     direct = normalise(payload)
     assert as_text.signals == direct.signals == as_bytes.signals
+    assert as_text.user_changes == direct.user_changes == as_bytes.user_changes
     assert as_text.problems == direct.problems

@@ -1,0 +1,165 @@
+"""Run reliability: steps stop when the run stops, a failure on the last delivery poisons the
+run whatever the failure, and the run lease is short and renewed, so a crashed holder frees
+its runs within about a minute while a long step keeps its own."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+
+from shared.models import RemediationRequest
+from shared.playbook import runner
+from shared.playbook.registry import REGISTRY
+from shared.playbook.worker import handle_message
+from shared.state.clock import now
+from shared.state.lease import Lease
+from shared.sweeps import run_sweep
+from tests.playbook.conftest import MEGAN, run_via_queue, writes
+
+ACTIONS = ["revoke_sessions", "enable_mailbox_audit"]
+
+
+def _slow_plan(monkeypatch: pytest.MonkeyPatch, step: str, seconds: float) -> list[str]:
+    """Make `step`'s plan take `seconds`; returns a list that gets "done" when it returns."""
+    cls = REGISTRY[step]
+    original = cls.plan
+    finished: list[str] = []
+
+    async def slow(self: Any, ctx: Any) -> Any:
+        await asyncio.sleep(seconds)
+        finished.append("done")
+        return await original(self, ctx)
+
+    monkeypatch.setattr(cls, "plan", slow)
+    return finished
+
+
+def _failing_record_step(monkeypatch: pytest.MonkeyPatch, services: Any, step: str) -> None:
+    """Table storage refuses to record `step` (as when storage goes down mid-run)."""
+    original = services.journal.record_step
+
+    async def record(run_id: str, result: Any, attempt: int) -> None:
+        if result.step == step:
+            raise HttpResponseError(message="Server Busy (storage unavailable)")
+        await original(run_id, result, attempt)
+
+    monkeypatch.setattr(services.journal, "record_step", record)
+
+
+async def _lease_row(services: Any, run_id: str) -> dict[str, Any] | None:
+    row = await services.journal.read_row(run_id, runner.RUN_LEASE_ROW)
+    return row.values if row else None
+
+
+async def test_a_storage_failure_stops_sibling_steps_before_the_lease_is_released(
+        services, emulator, monkeypatch):
+    finished = _slow_plan(monkeypatch, "enable_mailbox_audit", 0.5)
+    _failing_record_step(monkeypatch, services, "revoke_sessions")
+    request = RemediationRequest.model_validate(
+        {"user": MEGAN, "requestId": "storage-1", "actions": ACTIONS})
+    with pytest.raises(HttpResponseError):
+        await runner.run_request(services, request)
+    assert await _lease_row(services, "storage-1") is None, "the lease was given back"
+    await asyncio.sleep(3.0)  # long enough for a sibling left running to act
+    assert finished == [], "the sibling step was stopped, not left running"
+    results = await services.journal.step_results("storage-1")
+    assert "enable_mailbox_audit" not in results
+    assert not any("Set-Mailbox" in json.dumps(w) for w in writes(emulator))
+
+
+async def test_a_storage_failure_on_the_last_delivery_poisons_the_run(services, emulator,
+                                                                     monkeypatch):
+    _failing_record_step(monkeypatch, services, "revoke_sessions")
+    body = {"user": MEGAN, "requestId": "storage-2", "actions": ["revoke_sessions"]}
+    stats = await run_via_queue(services, body, limit=60)
+    assert stats.poisoned == 1 and stats.delivered == 5
+    run = await services.journal.get_run("storage-2")
+    assert run.state == "poisoned", run.reason
+    assert "maxDequeueCount" in run.reason and "HttpResponseError" in run.reason
+    # a poisoned run stays poisoned: a redelivery does nothing, the sweep leaves it alone
+    emulator.clear_log()
+    monkeypatch.undo()
+    again = await handle_message(services, json.dumps(body))
+    assert again.status == "already-done" and writes(emulator) == []
+    assert (await services.journal.get_run("storage-2")).state == "poisoned"
+    await services.journal.table.upsert_entity({  # make it look old
+        "PartitionKey": "storage-2", "RowKey": "run", "updatedAt": now() - timedelta(days=1)})
+    result = await run_sweep(services, "stalled_runs")
+    assert result.actions == [] and result.found == []
+
+
+def test_the_run_lease_is_short():
+    assert runner.RUN_LEASE_SECONDS <= 60, "a crashed instance's runs resume within a minute"
+
+
+async def test_a_crashed_holders_run_resumes_once_its_short_lease_ran_out(services, emulator):
+    # The holder died 65 s ago, right after taking the lease: nobody renewed or released it.
+    taken = now() - timedelta(seconds=65)
+    await services.journal.create_row("crash-1", runner.RUN_LEASE_ROW, {
+        "owner": "dead-instance:0123", "takenAt": taken,
+        "expiresAt": taken + timedelta(seconds=runner.RUN_LEASE_SECONDS)})
+    body = {"user": MEGAN, "requestId": "crash-1", "actions": ["revoke_sessions"]}
+    started = time.monotonic()
+    outcome = await handle_message(services, json.dumps(body))
+    assert outcome.status == "ran" and outcome.run.run.state == "finished"
+    assert time.monotonic() - started < 30
+
+    # A holder that died just now: the delivery is put back for when its lease ends.
+    await services.journal.create_row("crash-2", runner.RUN_LEASE_ROW, {
+        "owner": "dead-instance:4567", "takenAt": now(),
+        "expiresAt": now() + timedelta(seconds=runner.RUN_LEASE_SECONDS)})
+    deferred = await handle_message(services, json.dumps({**body, "requestId": "crash-2"}))
+    assert deferred.status == "already-done"
+    event = next(e for e in await services.journal.events("crash-2") if e["kind"] == "deferred")
+    delay = int(event["message"].rsplit("retried in ", 1)[1].split()[0])
+    assert delay <= 61
+
+
+async def test_a_long_step_keeps_its_lease_renewed_and_a_concurrent_delivery_is_deferred(
+        services, emulator, monkeypatch):
+    monkeypatch.setattr(runner, "RUN_LEASE_SECONDS", 1.5)  # renewed every 0.5 s
+    finished = _slow_plan(monkeypatch, "enable_mailbox_audit", 3.0)
+    body = {"user": MEGAN, "requestId": "long-1", "actions": ACTIONS}
+    first = asyncio.create_task(handle_message(services, json.dumps(body)))
+    await asyncio.sleep(0.4)
+    row = await _lease_row(services, "long-1")
+    assert row is not None
+    first_expiry = row["expiresAt"]
+    await asyncio.sleep(2.0)  # past the lease's first expiry, the step still running
+    row = await _lease_row(services, "long-1")
+    assert row is not None and row["expiresAt"] > first_expiry, "the lease was renewed"
+    assert row["expiresAt"] > now()
+    second = await handle_message(services, json.dumps(body))
+    assert second.status == "already-done", "deferred, not run beside the first"
+    kinds = [e["kind"] for e in await services.journal.events("long-1")]
+    assert "deferred" in kinds
+    outcome = await first
+    assert outcome.status == "ran" and outcome.run.run.state == "finished"
+    assert finished == ["done"], "the long step ran once"
+
+
+async def test_a_delivery_that_finds_its_lease_lost_stops(services, emulator, monkeypatch):
+    monkeypatch.setattr(runner, "RUN_LEASE_SECONDS", 1.5)
+    finished = _slow_plan(monkeypatch, "enable_mailbox_audit", 3.0)
+    body = {"user": MEGAN, "requestId": "lost-1", "actions": ACTIONS}
+    first = asyncio.create_task(handle_message(services, json.dumps(body)))
+    await asyncio.sleep(0.3)
+    # Another instance took the run over (as after this one stalled past its lease).
+    thief = Lease(services.journal, "lost-1", runner.RUN_LEASE_ROW, 30, owner="other")
+    current = await services.journal.read_row("lost-1", runner.RUN_LEASE_ROW)
+    assert current is not None
+    assert await services.journal.write_row_if("lost-1", runner.RUN_LEASE_ROW,
+                                               thief._values(), current.etag)
+    outcome = await asyncio.wait_for(first, 5)
+    assert outcome.status == "already-done"
+    assert finished == [], "the step stopped with the delivery"
+    kinds = [e["kind"] for e in await services.journal.events("lost-1")]
+    assert "lease-lost" in kinds
+    row = await _lease_row(services, "lost-1")
+    assert row is not None and row["owner"] == "other", "the new holder's lease was kept"
