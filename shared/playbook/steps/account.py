@@ -67,7 +67,8 @@ class ResetPassword(Step):
     instead (policy guests.blockSignIn)."""
 
     name = "reset_password"
-    graph_permissions = (PERM_PASSWORD, PERM_ENABLE)
+    # accountEnabled (blocking a guest) is written with User.Read.All beside the narrow right
+    graph_permissions = (PERM_PASSWORD, PERM_ENABLE, PERM_USER_READ)
     directory_roles = ("User Administrator", "Privileged Authentication Administrator")
     disruptive = True
     reversible = "cannot be undone: the user sets a new password through SSPR or a TAP"
