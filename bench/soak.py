@@ -9,9 +9,10 @@ emulator's request log and the proxy's fault log:
 - no done step is repeated: no successful password PATCH or revokeSignInSessions reaches the
   emulator after the journal recorded that step done; a second one *before* the record is
   allowed only when something made the record impossible in between: the worker was killed
-  (SIGKILL), or a storage fault hit that run's partition (its step record, run record or
-  lease). The Graph faults never explain a repeat: a faulted Graph request never reaches the
-  emulator's handler, so it never changes anything.
+  (SIGKILL), a storage fault hit that run's rows (its step record, run record or lease) or
+  its evidence, or the delivery failed on storage (the runner journals it) and so cancelled
+  the step between its call and its record. The Graph faults never explain a repeat: a
+  faulted Graph request never reaches the emulator's handler, so it never changes anything.
 
     python -m bench.soak --requests 1000            # the full size (writes RESULTS)
     python -m bench.soak --requests 120             # the CI size (tests/soak runs this too)
@@ -74,6 +75,10 @@ class SoakResult:
     graph_calls: int = 0
     graph_faults: int = 0
     poison_messages: int = 0
+    stale_poison: list[str] = field(default_factory=list)
+    """Poison messages of requests that finished anyway: a second copy of the message (a
+    deferral, or a send the SDK resent after its answer was lost) whose own deliveries failed;
+    the request itself lost nothing."""
     repeats: dict[str, int] = field(default_factory=dict)
     repeat_details: list[dict[str, Any]] = field(default_factory=list)
     host_stats: dict[str, int] = field(default_factory=dict)
@@ -129,14 +134,34 @@ def write_times(log: list[dict[str, Any]]) -> dict[tuple[str, str], list[float]]
 
 
 def repeat_cause(run_id: str, t1: float, t2: float, kills: list[float],
-                 faults: list[dict[str, Any]]) -> str | None:
+                 faults: list[dict[str, Any]], failed_deliveries: list[float]) -> str | None:
     """Why a write at t2 repeated the one at t1 before the step was recorded, or None when
-    nothing explains it: a kill between them, or a storage fault on the run's partition."""
+    nothing explains it: the worker was killed between them; a storage fault hit the run's
+    own rows or evidence between them; or the delivery that made the first write failed on
+    storage (journaled by the runner) before recording it, cancelling the step mid-call."""
     if any(t1 <= k <= t2 for k in kills):
         return "worker killed between the write and its record"
-    if any(t1 <= f["t"] <= t2 and f.get("partition") == run_id for f in faults):
-        return "storage fault on the run's partition between the write and its record"
+    if any(t1 <= f["t"] <= t2 and (f.get("partition") == run_id
+                                    or f"/{run_id}/" in str(f.get("path")))
+           for f in faults):
+        return "storage fault on the run's rows or evidence between the write and its record"
+    if any(t1 <= t <= t2 for t in failed_deliveries):
+        return "the delivery failed on storage between the write and its record"
     return None
+
+
+def storage_failures(events: list[dict[str, Any]], wall_offset: float) -> list[float]:
+    """Monotonic times of this run's deliveries that ended on an unexpected (storage)
+    failure or a lost lease, from the runner's own journal events."""
+    out = []
+    for e in events:
+        message = str(e.get("message", ""))
+        unexpected = e.get("kind") in ("retry", "poisoned") and (
+            " failed, will retry: " in message or "gave up after" in message) \
+            and "hit a transient failure" not in message
+        if (unexpected or e.get("kind") == "lease-lost") and e.get("at") is not None:
+            out.append(e["at"].timestamp() - wall_offset)
+    return out
 
 
 class Worker:
@@ -333,7 +358,9 @@ async def _verify(result: SoakResult, svc: Any, settings: Any, emu: Any, proxy: 
         if run.state == "poisoned" and run.run_id not in poisoned_ids:
             v.append(f"run {run.run_id} is poisoned but its message is not in the poison queue")
     for rid in poisoned_ids:
-        if rid not in runs or runs[rid].state != "poisoned":
+        if rid in runs and runs[rid].state == "finished":
+            result.stale_poison.append(rid)  # a duplicate copy; the request finished
+        elif rid not in runs or runs[rid].state != "poisoned":
             state = runs[rid].state if rid in runs else "missing"
             v.append(f"poison message for {rid}, whose run is {state}")
 
@@ -361,8 +388,10 @@ async def _verify(result: SoakResult, svc: Any, settings: Any, emu: Any, proxy: 
                 if late:
                     v.append(f"{run.run_id}: {step} written {len(late)} time(s) after the "
                              "journal recorded it done")
+            failed = (storage_failures(await svc.journal.events(run.run_id), wall_offset)
+                      if len(times) > 1 else [])
             for t1, t2 in itertools.pairwise(times):
-                cause = repeat_cause(run.run_id, t1, t2, result.kills, faults)
+                cause = repeat_cause(run.run_id, t1, t2, result.kills, faults, failed)
                 if cause is None:
                     v.append(f"{run.run_id}: {step} repeated with no kill or storage fault "
                              "to explain it")
@@ -378,18 +407,19 @@ async def _verify(result: SoakResult, svc: Any, settings: Any, emu: Any, proxy: 
 
 
 # RESULTS ----------------------------------------------------------------------------------
-def record(result: SoakResult) -> None:
+def record(result: SoakResult | None) -> None:
     """Keep the latest result per size in bench/soak-results.json and regenerate the soak
-    section of bench/RESULTS.md from it."""
+    section of bench/RESULTS.md from it (None: only regenerate)."""
     data = json.loads(RESULTS_JSON.read_text(encoding="utf-8")) if RESULTS_JSON.exists() \
         else {}
-    doc = result.as_dict()
-    doc.pop("repeat_details", None)
-    doc["kills"] = len(result.kills)
-    doc["measured_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    data[str(result.requests)] = doc
-    RESULTS_JSON.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n",
-                            encoding="utf-8")
+    if result is not None:
+        doc = result.as_dict()
+        doc.pop("repeat_details", None)
+        doc["kills"] = len(result.kills)
+        doc["measured_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        data[str(result.requests)] = doc
+        RESULTS_JSON.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n",
+                                encoding="utf-8")
     section = render(data)
     text = RESULTS_MD.read_text(encoding="utf-8")
     if BEGIN in text and END in text:
@@ -402,7 +432,7 @@ def record(result: SoakResult) -> None:
 
 def render(data: dict[str, Any]) -> str:
     lines = [BEGIN, "",
-             "| requests | finished | poisoned | other | storage faults injected "
+             "| requests | finished | poisoned (poison messages) | other | storage faults injected "
              "(of requests) | Graph faults (of calls) | SIGKILLs | duration | repeats "
              "(all explained) | violations | measured |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -418,13 +448,16 @@ def render(data: dict[str, Any]) -> str:
         repeats = d.get("repeats", {})
         lines.append(
             f"| {d['requests']} | {states.get('finished', 0)} | {states.get('poisoned', 0)} "
+            f"({d.get('poison_messages', 0)}) "
             f"| {sum(other.values()) or 0} | {sum(faults.values())} of "
             f"{sum(d.get('storage_requests', {}).values())} ({kinds}) | {d['graph_faults']} "
             f"of {d['graph_calls']} | {d['kills']} | {d['duration_seconds']:.0f} s | "
             f"{sum(repeats.values())} | {len(d.get('violations', []))} | "
             f"{d['measured_at']}, {d['commit']} |")
-    lines += ["", "Repeats are successful password PATCHes or session revocations for a user "
-              "beyond the first, all before the step was recorded done; by cause:", ""]
+    lines += ["", "A poisoned run's request can be in the poison queue twice (the storage SDK "
+              "resent a send whose answer was lost). Repeats are successful password PATCHes "
+              "or session revocations for a user beyond the first, all before the step was "
+              "recorded done; by cause:", ""]
     for key in sorted(data, key=int):
         repeats = data[key].get("repeats", {})
         lines.append(f"- {key} requests: " + ("; ".join(f"{c}: {why}" for why, c in
@@ -443,7 +476,13 @@ def main(argv: list[str] | None = None) -> int:
                         "default 300 + 2 s per request")
     p.add_argument("--no-record", action="store_true",
                    help="do not update bench/soak-results.json and bench/RESULTS.md")
+    p.add_argument("--render", action="store_true",
+                   help="only regenerate bench/RESULTS.md's soak section from "
+                        "bench/soak-results.json")
     args = p.parse_args(argv)
+    if args.render:
+        record(None)
+        return 0
     from devtools.azurite import start_azurite
 
     logging_file = OUT / "soak.log"

@@ -20,6 +20,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
 from shared.errors import Forbidden, NotFound, ResponderError, ServiceError, ValidationError
 from shared.logs import run_context
 from shared.models import FINISHED_STEP_STATES, RemediationRequest, StepResult, StepStatus
@@ -371,6 +373,11 @@ async def _execute(ctx: StepContext, name: str, attempt: int) -> ServiceError | 
         result = StepResult(step=name, status=StepStatus.FAILED, summary=str(exc),
                             error_code=type(exc).__name__)
     except Exception as exc:  # a bug must not stop independent steps; record it plainly
+        if transient_storage_error(exc):
+            # Storage (the journal, evidence blobs) failed for a moment: not the step's
+            # fault and not permanent. The delivery fails as for any storage failure, and
+            # the redelivery resumes; recording "failed" would end the run for nothing.
+            raise
         log.exception("step %s crashed", name, extra={"run_id": ctx.run.run_id})
         result = StepResult(step=name, status=StepStatus.FAILED,
                             summary=f"internal error: {type(exc).__name__}",
@@ -382,6 +389,17 @@ async def _execute(ctx: StepContext, name: str, attempt: int) -> ServiceError | 
     log.info("step %s: %s", name, result.status.value,
              extra={"run_id": ctx.run.run_id, "step": name, "status": result.status.value})
     return retry
+
+
+def transient_storage_error(exc: BaseException) -> bool:
+    """An Azure Storage failure worth a redelivery: the connection dropped or reset, or the
+    service answered 408, 429 or 5xx after the SDK's own retries."""
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return True
+    if isinstance(exc, HttpResponseError):
+        return exc.status_code is None or exc.status_code in (408, 429) \
+            or exc.status_code >= 500
+    return False
 
 
 async def _plan_and_apply(ctx: StepContext, step: Step) -> StepResult:

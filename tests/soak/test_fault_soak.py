@@ -12,8 +12,9 @@ Asserted, from the journal, the queues, the emulator's request log and the proxy
   message belongs to a poisoned run;
 - no done step is repeated: no password PATCH or revokeSignInSessions succeeds after the
   journal recorded the step done. A repeat *before* the record is allowed only when the
-  record was made impossible in between: the worker was SIGKILLed, or a storage fault hit
-  that run's own partition (a lost step record, run record or lease renewal). Both steps are
+  record was made impossible in between: the worker was SIGKILLed, a storage fault hit that
+  run's own rows or evidence (a lost step record, run record or lease renewal), or the
+  delivery failed on storage (journaled by the runner), cancelling the step mid-call. Both steps are
   idempotent (a second reset sets another random password nobody knows; a second revocation
   revokes nothing new). Graph faults never explain a repeat: a faulted Graph request never
   reaches the emulator's handler.
@@ -42,7 +43,9 @@ async def test_soak_with_graph_and_storage_faults_and_two_sigkills(azurite: Any)
     assert len(result.kills) == 2, "the worker process was not SIGKILLed twice"
     assert set(result.states) <= {"finished", "poisoned"}, result.states
     assert sum(result.states.values()) == REQUESTS, result.states
-    assert result.poison_messages == result.states.get("poisoned", 0)
+    # (poisoned runs <-> poison messages by request id is among the violations; a poison
+    # message may be there twice when the SDK resent a send whose answer was lost)
+    assert result.poison_messages >= result.states.get("poisoned", 0)
     injected = {k: v for k, v in result.storage_faults.items() if not k.endswith(":slow")}
     assert sum(injected.values()) > 0.01 * sum(result.storage_requests.values()), \
         "the storage fault injection did not happen"

@@ -148,3 +148,38 @@ async def test_the_last_delivery_failing_to_take_the_run_lease_poisons_the_run(
         assert "maxDequeueCount" in run.reason and "HttpResponseError" in run.reason
     finally:
         await services.close()
+
+
+async def test_a_storage_blip_inside_a_step_is_retried_not_recorded_as_failed(
+        emulator: Any, azurite: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Evidence upload hits a dropped connection once (the SDK does not resend it): the
+    delivery fails and the redelivery finishes the run. Before, the step was recorded
+    `failed` ("internal error") and the whole run ended `failed` for a passing blip."""
+    from azure.core.exceptions import ServiceRequestError
+
+    from shared.state.journal import Journal as JournalType
+    from tests.playbook.conftest import MEGAN, build_services, run_via_queue
+
+    services = build_services(make_settings(azurite, emulator))
+    original = JournalType.put_evidence
+    calls: list[str] = []
+
+    async def flaky(self: JournalType, run_id: str, name: str, document: Any) -> str:
+        calls.append(name)
+        if len(calls) == 1:
+            raise ServiceRequestError("Server disconnected")
+        return await original(self, run_id, name, document)
+
+    monkeypatch.setattr(JournalType, "put_evidence", flaky)
+    from functions import runtime
+
+    runtime.use_services(services)
+    try:
+        stats = await run_via_queue(services, {"user": MEGAN, "requestId": "blip-1",
+                                               "actions": ["collect_evidence"]})
+        run = await services.journal.get_run("blip-1")
+        assert run is not None and run.state == "finished", (run, stats)
+        assert stats.failed == 1 and stats.succeeded == 1
+    finally:
+        runtime.use_services(None)
+        await services.close()
