@@ -7,6 +7,7 @@ from functions.alerts_eventhub import bp as alerts_eventhub
 from functions.alerts_http import bp as alerts_http
 from functions.approvals_http import bp as approvals_http
 from functions.approvals_timer import bp as approvals_timer
+from functions.cleanup_worker import bp as cleanup_worker
 from functions.intake_worker import bp as intake_worker
 from functions.preflight_timer import bp as preflight_timer
 from functions.remediation_worker import bp as remediation_worker
@@ -19,6 +20,7 @@ configure_logging()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(remediation_worker)
+app.register_functions(cleanup_worker)
 app.register_functions(sweeps)
 app.register_functions(alerts_http)
 app.register_functions(alerts_eventgrid)

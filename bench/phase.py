@@ -103,6 +103,8 @@ async def run_storm(n: int, *, instances: int, storage: str, tag: str,
         t_intake = time.monotonic() - t0
         statuses = [code for a in answers for code in a[1]]
         accepted = sum(a[0] for a in answers)
+        stored = sum(a[2] for a in answers)
+        accepted_signals = sum(a[3] for a in answers)
 
         def progress() -> tuple[int, int]:
             done = busy = 0
@@ -141,8 +143,10 @@ async def run_storm(n: int, *, instances: int, storage: str, tag: str,
                     if ev.get("kind") in ("retry", "poisoned"):
                         why = str(ev.get("message", ""))[:160]
                         retry_reasons[why] = retry_reasons.get(why, 0) + 1
-        poison = await _count_queue(svc, settings.remediation_queue + "-poison")
-        left = await _count_queue(svc, settings.remediation_queue)
+        poison = (await _count_queue(svc, settings.remediation_queue + "-poison")
+                  + await _count_queue(svc, settings.cleanup_queue + "-poison"))
+        left = (await _count_queue(svc, settings.remediation_queue)
+                + await _count_queue(svc, settings.cleanup_queue))
         log = emu.requests()
         if os.environ.get("BENCH_DUMP_LOG"):
             (OUT / f"log-{tag}.json").write_text(json.dumps(
@@ -182,6 +186,17 @@ async def run_storm(n: int, *, instances: int, storage: str, tag: str,
             "peak_rss_mb": {"worker_max": max(float(d["peak_rss_mb"]) for d in finals),
                             "intake_process": round(peak_rss_mb(), 1)},
             "call_kinds": measure.by_user_kind(log),
+            "stored_payloads": stored,
+            "accepted_signals": accepted_signals,
+            "storage_ops": {k: sum(int(d.get("storage_ops", {}).get(k, 0)) for d in finals)
+                            for k in ("table", "queue", "blob")},
+            "table_ops_per_run": round(sum(int(d.get("storage_ops", {}).get("table", 0))
+                                           for d in finals) / max(1, len(runs)), 1),
+            "worker_cpu_ms_per_run": round(1000 * sum(float(d.get("cpu_seconds", 0))
+                                                      for d in finals) / max(1, len(runs)), 1),
+            "identity_budget": {k: sum(int(d.get("identity_budget", {}).get(k, 0))
+                                       for d in finals)
+                                for k in ("reservations", "races", "fallbacks")},
         }
     finally:
         stop_file.touch()
@@ -201,20 +216,23 @@ def _spawn_worker(status: Path, stop: Path, env: dict[str, str]) -> subprocess.P
                             cwd=ROOT, env=env)
 
 
-async def _post(http_fn: Any, req: func.HttpRequest) -> tuple[int, list[int]]:
+async def _post(http_fn: Any, req: func.HttpRequest) -> tuple[int, list[int], int, int]:
     """POST one alert payload as a sender would: a 503 is resent after its Retry-After
-    (capped at 2 s here); returns (requests enqueued, the statuses seen)."""
+    (capped at 2 s here); returns (requests enqueued in the request, the statuses seen,
+    1 if the body was stored for the intake worker, the signals accepted)."""
     statuses: list[int] = []
-    enqueued = 0
+    enqueued = stored = signals = 0
     for _ in range(10):
         resp = await http_fn(req)
         statuses.append(resp.status_code)
         body = json.loads(resp.get_body() or b"{}")
         enqueued += int(body.get("enqueued", 0))
         if resp.status_code != 503:
+            stored = int(bool(body.get("queued")))
+            signals = int(body.get("signals", enqueued) or 0)
             break
         await asyncio.sleep(min(2.0, float(resp.headers.get("Retry-After", "1"))))
-    return enqueued, statuses
+    return enqueued, statuses, stored, signals
 
 
 async def _wait_for(check: Any, limit: float) -> None:

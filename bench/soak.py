@@ -4,7 +4,7 @@ in front of Azurite (devtools/faultproxy.py). Then proved from the journal, the 
 emulator's request log and the proxy's fault log:
 
 - every request ends `finished`, or `poisoned` with a reason; no run is left `running`;
-- the queue is empty, and every poisoned run's request is in the poison queue (and every
+- both lanes' queues are empty, and every poisoned run's request is in a poison queue (and every
   poison message belongs to a poisoned run);
 - no done step is repeated: no successful password PATCH or revokeSignInSessions reaches the
   emulator after the journal recorded that step done; a second one *before* the record is
@@ -227,6 +227,12 @@ async def _queue_count(svc: Any, name: str) -> int:
     return int(props.approximate_message_count or 0)
 
 
+async def _queues_left(svc: Any, settings: Any) -> int:
+    """Messages left on both lanes' queues (contain, clean-up)."""
+    return (await _queue_count(svc, settings.remediation_queue)
+            + await _queue_count(svc, settings.cleanup_queue))
+
+
 async def _poison_bodies(svc: Any, name: str) -> list[dict[str, Any]]:
     from azure.core.exceptions import ResourceNotFoundError
 
@@ -316,7 +322,7 @@ async def run_soak(n: int, *, azurite: Any, seed: int = 1, kills: int = KILLS,
             runs = await svc.journal.list_runs(limit=100_000)
             terminal = sum(1 for r in runs if r.state in ("finished", "poisoned", "failed",
                                                           "refused", "released"))
-            if terminal >= n and await _queue_count(svc, settings.remediation_queue) == 0:
+            if terminal >= n and await _queues_left(svc, settings) == 0:
                 break
         result.duration_seconds = round(time.monotonic() - started, 1)
         proxy.configure(enabled=False)
@@ -348,10 +354,11 @@ async def _verify(result: SoakResult, svc: Any, settings: Any, emu: Any, proxy: 
             v.append(f"run {run.run_id} ended {run.state!r} ({run.reason[:200]})")
         elif run.state == "poisoned" and not run.reason:
             v.append(f"run {run.run_id} poisoned without a reason")
-    left = await _queue_count(svc, settings.remediation_queue)
+    left = await _queues_left(svc, settings)
     if left:
-        v.append(f"{left} message(s) left on the queue")
-    poison = await _poison_bodies(svc, settings.remediation_queue + "-poison")
+        v.append(f"{left} message(s) left on the queues")
+    poison = [body for queue in (settings.remediation_queue, settings.cleanup_queue)
+              for body in await _poison_bodies(svc, queue + "-poison")]
     result.poison_messages = len(poison)
     poisoned_ids = {str(b.get("requestId")) for b in poison}
     for run in runs.values():

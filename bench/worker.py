@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 async def serve(status: Path, stop: Path) -> None:
@@ -32,17 +34,31 @@ async def serve(status: Path, stop: Path) -> None:
     from shared.tenant.credentials import StaticTokenCredential
 
     settings = Settings.from_env()
+    ops = {"queue": 0, "table": 0, "blob": 0}
+
+    def counter(service: str) -> Any:
+        def hook(_request: Any) -> None:
+            ops[service] += 1
+        return hook
+
     svc = Services.create(settings, credential=StaticTokenCredential(TOKEN),
-                          policy=parse_policy(storm_policy()))
+                          policy=parse_policy(storm_policy()),
+                          storage_hooks={k: counter(k) for k in ops})
     runtime.use_services(svc)
     await svc.journal.ensure()
     host = LocalHost(function_app.app, svc.storage, dict(os.environ))
     last_write = 0.0
+    ops_at_start = dict(ops)
+    cpu_at_start = _cpu_seconds()
 
     def write(final: bool = False) -> None:
         doc = {**vars(host.stats), "in_flight": len(host._in_flight), "final": final,
                "peak_rss_mb": round(peak_rss_mb(), 1), "confirm_calls": svc.confirm.calls,
-               "graph_retry": vars(svc.graph.stats), "pid": os.getpid()}
+               "graph_retry": vars(svc.graph.stats), "pid": os.getpid(),
+               "storage_ops": {k: ops[k] - ops_at_start[k] for k in ops},
+               "cpu_seconds": round(_cpu_seconds() - cpu_at_start, 3),
+               "identity_budget": {k: getattr(svc.identity_budget, k, 0) for k in
+                                   ("reservations", "races", "fallbacks")}}
         tmp = status.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, default=str), encoding="utf-8")
         tmp.replace(status)
@@ -60,6 +76,12 @@ async def serve(status: Path, stop: Path) -> None:
     finally:
         runtime.use_services(None)
         await svc.close()
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process (the work the instance did)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str]) -> int:

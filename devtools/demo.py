@@ -3,9 +3,10 @@
 Starts Azurite and the tenant emulator (seeded with a compromised user), puts a
 remediation request on the queue exactly as an alert would, runs the queue-triggered
 function through the local host, prints the run report and what changed in the tenant,
-and exits 0 when the run finished.
+writes the run's case report to demo-out/ (HTML, and PDF when Chromium is installed), and
+exits 0 when the run finished.
 
-    python -m devtools.demo [--user UPN] [--dry-run] [--json]
+    python -m devtools.demo [--user UPN] [--dry-run] [--json] [--out DIR]
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = ROOT / "devtools" / "tenants" / "demo.json"
 POLICY = ROOT / "devtools" / "demo-policy.json"
+OUT = ROOT / "demo-out"
+"""Where the demo writes the case report of its run (HTML, and PDF when Chromium is there)."""
 HARD_CASES = (
     # (user, steps, what it shows): accounts this tenant cannot fully contain on its own
     ("alex_fabrikam.com#EXT#@contoso.onmicrosoft.com", ["reset_password", "revoke_sessions"],
@@ -115,7 +118,33 @@ async def print_posture(services: Any) -> None:
     print(posture_text(result) if result.status != "skipped" else result.text())
 
 
-async def run_demo(user: str, dry_run: bool, as_json: bool, posture: bool = True) -> int:
+async def write_case_report(services: Any, run_id: str, out_dir: Path) -> list[Path]:
+    """The run's case report into `out_dir`: the printable HTML always, the PDF when
+    Chromium is there to print it (otherwise the reason is printed, and the demo goes on)."""
+    from shared.playbook.case_pdf import PdfFailed, PdfUnavailable, find_chromium, html_to_pdf
+    from shared.playbook.case_report import case_html, load_case
+
+    case = await load_case(services, run_id)
+    if case is None:
+        return []
+    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
+    page = case_html(case)
+    html_path = out_dir / f"case-{run_id}.html"
+    await asyncio.to_thread(html_path.write_text, page, encoding="utf-8")
+    written = [html_path]
+    try:
+        pdf = await html_to_pdf(page, chromium=find_chromium(services.settings),
+                                limit_seconds=services.settings.pdf_timeout_seconds)
+    except (PdfUnavailable, PdfFailed) as exc:
+        print(f"case report: no PDF ({exc})", file=sys.stderr)
+        return written
+    pdf_path = out_dir / f"case-{run_id}.pdf"
+    await asyncio.to_thread(pdf_path.write_bytes, pdf)
+    return [*written, pdf_path]
+
+
+async def run_demo(user: str, dry_run: bool, as_json: bool, posture: bool = True,
+                   out_dir: Path = OUT) -> int:
     import function_app
     from devtools.azurite import start_azurite
     from devtools.emulator import EmulatorServer, load_tenant
@@ -190,6 +219,9 @@ async def run_demo(user: str, dry_run: bool, as_json: bool, posture: bool = True
                 await print_hard_cases(services, extra, dry_run or settings.dry_run)
                 if posture:
                     await print_posture(services)
+            for path in await write_case_report(services, run_id, out_dir):
+                # on stderr with --json, so that stdout stays one JSON document
+                print(f"case report: {path}", file=sys.stderr if as_json else sys.stdout)
             return 0 if run.state == "finished" else 1
         finally:
             runtime.use_services(None)
@@ -204,9 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-posture", action="store_true",
                         help="skip the Secure Score posture report after the run")
+    parser.add_argument("--out", type=Path, default=OUT,
+                        help="folder for the run's case report (default: demo-out/)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    return asyncio.run(run_demo(args.user, args.dry_run, args.json, not args.no_posture))
+    return asyncio.run(run_demo(args.user, args.dry_run, args.json, not args.no_posture,
+                                args.out))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ Azurite (Core Tools cannot be installed on every machine; this is the embedded d
 
 What it mirrors: base64 message bodies, `dequeue_count`, a failed message becomes visible
 again after host.json's `visibilityTimeout`, and after `maxDequeueCount` failed deliveries
-it moves to `<queue>-poison`; up to `batchSize` messages run concurrently. Functions are
+it moves to `<queue>-poison`; up to `batchSize` + `newBatchThreshold` messages run
+concurrently per queue function. Functions are
 invoked in-process with real `azure.functions.queue.QueueMessage` objects.
 """
 
@@ -24,7 +25,7 @@ from typing import Any
 import azure.functions as func
 from azure.functions.queue import QueueMessage
 
-from shared.settings import APP_SETTINGS, EXTRA_SETTINGS
+from shared.settings import APP_SETTINGS, EXTRA_SETTINGS, cleanup_queue_for
 from shared.state.storage import Storage, poison_queue_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +57,10 @@ def with_defaults(env: Mapping[str, str]) -> dict[str, str]:
     """The environment over the settings' documented defaults, so a queue trigger whose
     setting the caller did not pass (a newer queue) listens on its default queue."""
     defaults = {s.name: s.default for s in (*APP_SETTINGS, *EXTRA_SETTINGS) if s.default}
-    return {**defaults, **env}
+    merged = {**defaults, **env}
+    if "RESPONDER_CLEANUP_QUEUE" not in env:  # derived, as Settings.from_env derives it
+        merged["RESPONDER_CLEANUP_QUEUE"] = cleanup_queue_for(merged["REMEDIATION_QUEUE"])
+    return merged
 
 
 def resolve_setting(name: str, env: Mapping[str, str]) -> str:
@@ -110,6 +114,8 @@ class LocalHost:
         self.stats = HostStats()
         self.functions = self._queue_functions(app)
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._busy: dict[str, int] = {}
+        """Messages running per queue function (each has its own concurrency limit)."""
 
     def _queue_functions(self, app: func.FunctionApp) -> list[QueueFunction]:
         found = []
@@ -127,18 +133,28 @@ class LocalHost:
         """Receive what is visible now and start it; returns how many messages started."""
         started = 0
         for qf in self.functions:
-            room = self.batch_size - len(self._in_flight)
+            # The host's concurrency is per queue function ("per job method"): at most
+            # batchSize + newBatchThreshold messages each (QueuesOptions.BatchSize,
+            # https://azuresdkdocs.z19.web.core.windows.net/dotnet/Microsoft.Azure.WebJobs.
+            # Extensions.Storage.Queues/5.3.3/api/Microsoft.Azure.WebJobs.Host/
+            # Microsoft.Azure.WebJobs.Host.QueuesOptions.html).
+            room = self.batch_size - self._busy.get(qf.name, 0)
             if room <= 0:
-                break
+                continue
             client = await self.storage.ensure_queue(qf.queue)
             messages = client.receive_messages(max_messages=min(32, room),
                                                visibility_timeout=int(self.lease_seconds))
             async for m in messages:
                 task = asyncio.create_task(self._deliver(qf, client, m))
                 self._in_flight.add(task)
+                self._busy[qf.name] = self._busy.get(qf.name, 0) + 1
                 task.add_done_callback(self._in_flight.discard)
+                task.add_done_callback(lambda _t, name=qf.name: self._done(name))
                 started += 1
         return started
+
+    def _done(self, name: str) -> None:
+        self._busy[name] = self._busy.get(name, 1) - 1
 
     async def _deliver(self, qf: QueueFunction, client: Any, m: Any) -> None:
         self.stats.delivered += 1

@@ -4,7 +4,9 @@
     python -m devtools.permissions --check   # exit 1 and print a diff when it is out of date
 
 The file is the single input of `infra/modules/graph-permissions.bicep` (app role assignments
-for the managed identity) and of the permission table in README. It is derived from
+for the managed identity; `optionalGraphApplicationPermissions` maps a component to the
+permissions granted only when its deployment parameter enables it) and of the permission
+table in README. It is derived from
 `shared.permissions.collect()` / `summary()`: never edit it by hand, declare the permission
 beside the code that needs it and run this module again.
 """
@@ -50,6 +52,9 @@ def build() -> dict[str, Any]:
         "exchangeApplicationPermissions": union["exchangeApplicationPermissions"],
         "directoryRoles": union["directoryRoles"],
         "components": components,
+        # Requested only when the policy enables the component (infra grants them behind a
+        # parameter, e.g. enableRoleRemoval; preflight checks them only for enabled steps).
+        "optionalGraphApplicationPermissions": permissions.optional_summary(),
     }
 
 

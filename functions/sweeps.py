@@ -80,3 +80,10 @@ async def sweep_forwarding_rules(timer: func.TimerRequest) -> None:
                   run_on_startup=False, use_monitor=True)
 async def sweep_secure_score(timer: func.TimerRequest) -> None:
     await fire("secure_score", timer)
+
+
+@bp.function_name("sweep_reinfection")
+@bp.timer_trigger(arg_name="timer", schedule=schedule("reinfection"),
+                  run_on_startup=False, use_monitor=True)
+async def sweep_reinfection(timer: func.TimerRequest) -> None:
+    await fire("reinfection", timer)

@@ -47,6 +47,9 @@ param responderDryRun string = 'true'
 @description('Give the managed identity the Graph / Exchange application permissions listed in permissions.json (needs a deployer allowed to grant app roles: Privileged Role Administrator or Global Administrator).')
 param grantApiPermissions bool = true
 
+@description('Grant RoleManagement.ReadWrite.Directory for the remove_admin_roles step (very privileged: it can assign any directory role). Leave false unless a playbook in the policy uses remove_admin_roles; preflight reports it missing when one does.')
+param enableRoleRemoval bool = false
+
 @description('Object id of the person or group operating the responder (azd: AZURE_PRINCIPAL_ID). Gets queue send and read access to run records and evidence. Empty: none.')
 param operatorPrincipalId string = ''
 
@@ -148,6 +151,10 @@ module storage 'modules/storage.bicep' = {
     storageAccountName: storageAccountName
     skuName: storageSkuName
     remediationQueue: remediationQueue
+    appQueues: [
+      '${remediationQueue}-cleanup'
+      featureAppSettings.RESPONDER_INTAKE_QUEUE
+    ]
     journalTable: journalTable
     evidenceContainer: evidenceContainer
     deploymentContainerName: deploymentContainerName
@@ -182,6 +189,7 @@ var appSettings = {
   RESPONDER_CREDENTIAL: 'managed-identity'
   AZURE_CLIENT_ID: identity.properties.clientId
   REMEDIATION_QUEUE: remediationQueue
+  RESPONDER_CLEANUP_QUEUE: '${remediationQueue}-cleanup'
   RESPONDER_POLICY: responderPolicy
   RESPONDER_DRY_RUN: responderDryRun
   RESPONDER_JOURNAL_TABLE: journalTable
@@ -202,6 +210,7 @@ var featureAppSettings = {
   RESPONDER_SWEEP_STALLED_RUNS_SCHEDULE: '0 */15 * * * *'
   RESPONDER_SWEEP_FORWARDING_SCHEDULE: '0 20 * * * *'
   RESPONDER_SWEEP_SECURE_SCORE_SCHEDULE: '0 0 7 * * *'
+  RESPONDER_SWEEP_REINFECTION_SCHEDULE: '0 40 * * * *'
   RESPONDER_APPROVALS_ESCALATION_SCHEDULE: '0 */5 * * * *'
   RESPONDER_PREFLIGHT_SCHEDULE: '0 30 6 * * *'
   // The Event Hub trigger has no connection unless the Event Hub module is deployed.
@@ -248,6 +257,8 @@ module graphPermissions 'modules/graph-permissions.bicep' = if (grantApiPermissi
   name: 'graph-permissions'
   params: {
     principalId: identity.properties.principalId
+    // permissions.json optionalGraphApplicationPermissions: granted only when enabled
+    optionalComponents: enableRoleRemoval ? ['step:remove_admin_roles'] : []
   }
 }
 

@@ -39,8 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="print the report of a run")
     rep.add_argument("run_id")
     rep.add_argument("--json", action="store_true")
-    rep.add_argument("--format", choices=("text", "md", "html", "json"), default="text",
-                     help="md for the terminal, html for a browser, json for tools")
+    rep.add_argument("--format", choices=("text", "md", "html", "json", "case"),
+                     default="text", help="md for the terminal, html for a browser, json for "
+                                          "tools, case for the printable case report (HTML)")
+    rep.add_argument("--pdf", metavar="FILE",
+                     help="write the case report as PDF to FILE (needs Chromium: "
+                          "RESPONDER_CHROMIUM_PATH, or chromium on PATH)")
     rel = sub.add_parser("release", help="undo a run after a false positive "
                                          "(docs/safety.md)")
     rel.add_argument("run_id", nargs="?", help="the run to undo (or give --user)")
@@ -93,6 +97,17 @@ async def _remediate(args: argparse.Namespace, services: Services) -> int:
 
 
 async def _report(args: argparse.Namespace, services: Services) -> int:
+    if args.pdf:
+        return await _report_pdf(args, services)
+    if args.format == "case":
+        from shared.playbook.case_report import case_html, load_case
+
+        case = await load_case(services, args.run_id)
+        if case is None:
+            print(f"no run {args.run_id!r}", file=sys.stderr)
+            return 1
+        print(case_html(case))
+        return 0
     if args.format != "text" or args.json:
         from shared.playbook import reports
 
@@ -103,6 +118,28 @@ async def _report(args: argparse.Namespace, services: Services) -> int:
         print(reports.render(report, "json" if args.json else args.format)[0])
         return 0
     return await _report_table(args, services)
+
+
+async def _report_pdf(args: argparse.Namespace, services: Services) -> int:
+    """The case report printed to a PDF file by headless Chromium (docs/safety.md)."""
+    from pathlib import Path
+
+    from shared.playbook.case_pdf import PdfFailed, PdfUnavailable, case_pdf
+
+    try:
+        data = await case_pdf(services, args.run_id)
+    except PdfUnavailable as exc:
+        print(f"pdf: {exc}", file=sys.stderr)
+        return 2
+    except PdfFailed as exc:
+        print(f"pdf: {exc}", file=sys.stderr)
+        return 1
+    if data is None:
+        print(f"no run {args.run_id!r}", file=sys.stderr)
+        return 1
+    await asyncio.to_thread(Path(args.pdf).write_bytes, data)
+    print(f"case report written to {args.pdf} ({len(data)} bytes)")
+    return 0
 
 
 async def _release(args: argparse.Namespace, services: Services) -> int:

@@ -25,7 +25,11 @@ class Requirement:
 
     `graph` and `exchange` are application permissions (app roles) on those resource apps;
     `roles` are Entra directory roles an administrator must assign to the identity;
-    `why` is shown in README and in the generated file.
+    `why` is shown in README and in the generated file. `optional_graph` are Graph
+    application permissions requested only when the policy enables the component (a
+    very privileged right that most deployments never grant): they are not in the union
+    of `summary()`, infra grants them behind a parameter, and preflight checks them only
+    when the loaded policy uses the component.
     """
 
     component: str
@@ -33,6 +37,7 @@ class Requirement:
     exchange: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
     why: str = ""
+    optional_graph: tuple[str, ...] = ()
 
 
 @dataclass
@@ -64,9 +69,14 @@ def declare(
     exchange: tuple[str, ...] | list[str] = (),
     roles: tuple[str, ...] | list[str] = (),
     why: str = "",
+    optional_graph: tuple[str, ...] | list[str] = (),
 ) -> Requirement:
-    """Register what `component` needs. Re-declaring the same component must agree."""
-    req = Requirement(component, tuple(graph), tuple(exchange), tuple(roles), why)
+    """Register what `component` needs. Re-declaring the same component must agree.
+
+    `optional_graph`: Graph permissions requested only when the policy enables the
+    component (see `Requirement`)."""
+    req = Requirement(component, tuple(graph), tuple(exchange), tuple(roles), why,
+                      tuple(optional_graph))
     existing = _CATALOGUE.entries.get(component)
     if existing is not None and existing != req:
         raise ValueError(f"conflicting permission declarations for {component!r}")
@@ -93,6 +103,13 @@ def summary() -> dict[str, list[str]]:
         "exchangeApplicationPermissions": sorted({p for r in reqs for p in r.exchange}),
         "directoryRoles": sorted({p for r in reqs for p in r.roles}),
     }
+
+
+def optional_summary() -> dict[str, list[str]]:
+    """Component -> the Graph permissions it requests only when the policy enables it
+    (components without any are left out), sorted."""
+    return {name: sorted(set(req.optional_graph)) for name, req in collect().items()
+            if req.optional_graph}
 
 
 _PERMISSION_NAME = re.compile(r"\b[A-Za-z][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)+\b")
@@ -132,7 +149,7 @@ def explain_forbidden(component: str, exc: ServiceError) -> str:
     if req is None:
         perms, roles = list(needs), list(hinted_roles)
     else:
-        own = req.exchange if exc.service == "exchange" else req.graph
+        own = req.exchange if exc.service == "exchange" else (*req.graph, *req.optional_graph)
         perms = [p for p in needs if p in own] or list(needs) or list(own)
         if exc.service == "exchange":
             roles = [r for r in req.roles if "Exchange" in r]

@@ -16,8 +16,13 @@ from shared.errors import PolicyError
 FULL_CONTAINMENT = (
     "collect_evidence", "reset_password", "revoke_sessions", "confirm_compromised",
     "require_mfa", "remove_suspicious_auth_methods", "disable_malicious_inbox_rules",
-    "clear_mailbox_forwarding", "enable_mailbox_audit", "request_unblock", "notify",
+    "clear_mailbox_forwarding", "enable_mailbox_audit", "revoke_consent_grants",
+    "remove_mailbox_delegates", "block_mobile_devices", "request_unblock", "notify",
 )
+"""Admin-role removal and client-protocol shutdown are not in it: they wait for an
+approval for every user (approvalRequiredSteps), and role removal needs a permission the
+deploy grants only when it is enabled; add them to a playbook to use them. Remote wipe is
+never automatic."""
 STANDARD = (
     "collect_evidence", "revoke_sessions", "require_mfa", "disable_malicious_inbox_rules",
     "enable_mailbox_audit", "notify",
@@ -70,12 +75,57 @@ class AuthMethodsPolicy(_Strict):
     """Methods registered this long before the detection, or after it, are removed."""
 
 
+class ConsentsPolicy(_Strict):
+    """`revoke_consent_grants`: which of the user's app consents are revoked."""
+
+    allowed_app_ids: tuple[str, ...] = Field((), alias="allowedAppIds")
+    """Application (client) ids never revoked, whenever consented (compared
+    case-insensitively); their grants are reported."""
+    window_days: float = Field(7, alias="windowDays", ge=0, le=365)
+    """Consents given this long before the detection, or after it, are revoked."""
+
+
+DEFAULT_APPROVAL_REQUIRED_STEPS = ("remove_admin_roles", "disable_mail_protocols",
+                                   "wipe_mobile_devices")
+
+
 class InboxRulesPolicy(_Strict):
     keywords: tuple[str, ...] = DEFAULT_KEYWORDS
     internal_domains: tuple[str, ...] = Field((), alias="internalDomains")
     """Extra domains counted as internal, besides the tenant's verified domains."""
     include_hidden: bool = Field(True, alias="includeHidden")
     """Also look for hidden rules through Exchange (Get-InboxRule -IncludeHidden)."""
+
+
+class DelegationPolicy(_Strict):
+    """`remove_mailbox_delegates`: grants on the user's mailbox made in the risk window."""
+
+    window_days: float = Field(7, alias="windowDays", ge=0, le=365)
+    """Grants made this long before the detection, or after it, are removed."""
+    audit_wait_seconds: float = Field(90, alias="auditWaitSeconds", ge=0, le=480)
+    """How long to wait for the audit log query that dates the grants; undated grants are
+    reported, and only those to principals outside the organisation removed."""
+
+
+class MobileDevicesPolicy(_Strict):
+    """`block_mobile_devices` (and the approval-only `wipe_mobile_devices`)."""
+
+    window_days: float = Field(7, alias="windowDays", ge=0, le=365)
+    """ActiveSync partnerships first synced this long before the detection, or after it."""
+    wipe_account_only: bool = Field(True, alias="wipeAccountOnly")
+    """`wipe_mobile_devices` removes only the mailbox data (Clear-MobileDevice
+    -AccountOnly), not the whole device."""
+
+
+Protocol = Literal["imap", "pop", "ews", "activesync", "mapi", "owa"]
+
+
+class ProtocolsPolicy(_Strict):
+    """`disable_mail_protocols`: client protocols turned off until release."""
+
+    disable: tuple[Protocol, ...] = ("imap", "pop")
+    """IMAP and POP carry no MFA and are what password sprayers use; add `ews`,
+    `activesync`, `mapi` or `owa` to cut more (the user's own clients stop too)."""
 
 
 class UnblockPolicy(_Strict):
@@ -176,6 +226,25 @@ class SecureScoreSweepPolicy(_Strict):
     """Days of Secure Score history read for the trend."""
 
 
+class ReinfectionSweepPolicy(_Strict):
+    """The re-infection watch (docs/sweeps.md): contained users are checked again for a while
+    for what an attacker who kept a foothold puts back."""
+
+    days: float = Field(7, ge=0.1, le=90)
+    """How long after a containment (a finished, unreleased, real run) the user is watched."""
+    steps: tuple[str, ...] = (
+        "disable_malicious_inbox_rules", "clear_mailbox_forwarding",
+        "remove_suspicious_auth_methods", "revoke_consent_grants", "remove_mailbox_delegates")
+    """Watch steps whose plan (read-only) is run for each watched user; any action they plan
+    means something reappeared. A name that is not a registered step is skipped with a note."""
+    users_per_run: int = Field(50, alias="usersPerRun", ge=1, le=5000)
+    """Watched users checked per sweep run; the next run resumes after the last one."""
+    mode: Enqueue = "enqueue"
+    """`enqueue`: a new run for the user (reason "reinfection: ..."); `report`: a line only."""
+    risk_level: Literal["low", "medium", "high"] = Field("high", alias="riskLevel")
+    """The level of the new run's request (its playbook comes from riskLevelPlaybooks)."""
+
+
 class SweepsPolicy(_Strict):
     """The timer sweeps (docs/sweeps.md). Defaults change only what is safe to change."""
 
@@ -190,6 +259,7 @@ class SweepsPolicy(_Strict):
     stalled_runs: StalledRunsSweepPolicy = Field(StalledRunsSweepPolicy(), alias="stalledRuns")
     forwarding: ForwardingSweepPolicy = ForwardingSweepPolicy()
     secure_score: SecureScoreSweepPolicy = Field(SecureScoreSweepPolicy(), alias="secureScore")
+    reinfection: ReinfectionSweepPolicy = ReinfectionSweepPolicy()
 
 
 def _default_risk_level_playbooks() -> dict[Literal["low", "medium", "high"], str]:
@@ -214,12 +284,23 @@ class Policy(_Strict):
     exclusions: Exclusions = Exclusions()
     mfa: MfaPolicy = MfaPolicy()
     auth_methods: AuthMethodsPolicy = Field(AuthMethodsPolicy(), alias="authMethods")
+    consents: ConsentsPolicy = ConsentsPolicy()
+    approval_required_steps: tuple[str, ...] = Field(DEFAULT_APPROVAL_REQUIRED_STEPS,
+                                                     alias="approvalRequiredSteps")
+    """Steps that wait for a person's approval for EVERY user, not only privileged ones
+    (the privileged-user gate applies on top). `[]` turns this off."""
     inbox_rules: InboxRulesPolicy = Field(InboxRulesPolicy(), alias="inboxRules")
+    delegation: DelegationPolicy = DelegationPolicy()
+    mobile_devices: MobileDevicesPolicy = Field(MobileDevicesPolicy(), alias="mobileDevices")
+    protocols: ProtocolsPolicy = ProtocolsPolicy()
     unblock: UnblockPolicy = UnblockPolicy()
     guests: GuestsPolicy = GuestsPolicy()
     notify: NotifyPolicy = NotifyPolicy()
     privileged: PrivilegedPolicy = PrivilegedPolicy()
     sweeps: SweepsPolicy = SweepsPolicy()
+    verify: bool = True
+    """After a step changes the tenant, read the state back and record "verified" or the
+    differences in the run (shared.playbook.verify); false skips those reads."""
     dedupe_minutes: float = Field(60, alias="dedupeMinutes", ge=0, le=7 * 24 * 60)
     """Signals for a user with a run in this window start no new run."""
 

@@ -32,6 +32,7 @@ from shared.services import Services
 from shared.sweeps import SWEEPS
 from shared.tenant import exchange as exo
 from shared.tenant.credentials import EXCHANGE_SCOPE, GRAPH_SCOPE
+from shared.tenant.graph import role_management
 from shared.tenant.graph.client import build_path
 from shared.tenant.graph.directory import (
     PERM_MEMBER_READ,
@@ -40,7 +41,6 @@ from shared.tenant.graph.directory import (
     resolve_user,
 )
 from shared.tenant.graph.identity_protection import PERM_RISKY_READ
-from shared.tenant.graph.odata import eq
 from shared.tenant.graph.security import PERM_SECURITY_READ
 
 log = logging.getLogger("responder.preflight")
@@ -253,10 +253,22 @@ async def _token_checks(report: Report, services: Services,
         "an app token for Microsoft Graph; its roles are read below" if graph_claims else why,
         "" if graph_claims else "use the managed identity (RESPONDER_CREDENTIAL)"))
     held = {str(r) for r in graph_claims.get("roles") or []} if graph_claims else None
-    for perm in sorted({p for c, r in catalogue.items() if c != COMPONENT for p in r.graph}):
+    required = {p for c, r in catalogue.items() if c != COMPONENT for p in r.graph}
+    for perm in sorted(required):
         report.checks.append(_permission_check("graph-permission", perm, held,
                                                _needers(catalogue, "graph", perm), enabled,
                                                why))
+    # Permissions requested only when the policy enables a component (RoleManagement.
+    # ReadWrite.Directory for remove_admin_roles): checked only when a playbook uses it.
+    for perm in sorted({p for c, r in catalogue.items() if c in enabled
+                        for p in r.optional_graph} - required):
+        users = [n for n in _needers(catalogue, "optional_graph", perm) if n in enabled]
+        check = _permission_check("graph-permission", perm, held, users, enabled, why)
+        if check.status == "missing":
+            check.fix = (f"redeploy with the parameter that enables {', '.join(users)} "
+                         "(enableRoleRemoval for step:remove_admin_roles), or grant "
+                         f"{perm} by hand; or remove the step from the policy's playbooks")
+        report.checks.append(check)
     ex_claims, ex_why = await _claims(services, EXCHANGE_SCOPE)
     ex_held = {str(r) for r in ex_claims.get("roles") or []} if ex_claims else None
     for perm in sorted({p for c, r in catalogue.items() if c != COMPONENT
@@ -281,10 +293,7 @@ async def _role_checks(report: Report, services: Services,
         try:
             # Direct assignments only: a role held through a role-assignable group is not
             # listed here (transitiveRoleAssignments is beta only), so it shows as missing.
-            rows = await services.graph.list_all(
-                "/roleManagement/directory/roleAssignments",
-                params={"$filter": eq("principalId", oid), "$expand": "roleDefinition"},
-                permission=PERM_ROLE_READ)
+            rows = await role_management.role_assignments(services.graph, oid)
             assigned = set()
             for row in rows:
                 definition = row.get("roleDefinition") or {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -17,6 +17,7 @@ import httpx
 
 from shared.policy import Policy, load_policy
 from shared.settings import Settings
+from shared.state.budget import TenantBudget
 from shared.state.journal import Journal
 from shared.state.storage import Storage, create_storage
 from shared.tenant.credentials import AsyncTokenCredential, build_credential
@@ -25,9 +26,11 @@ from shared.tenant.graph.client import GraphClient, create_graph_client
 from shared.tenant.graph.directory import add_group_members
 from shared.tenant.graph.identity_protection import confirm_compromised
 from shared.tenant.identity_reads import IdentityReads
-from shared.tenant.pacing import AdaptiveLimit, Aggregator, Pacer
+from shared.tenant.pacing import AdaptiveLimit, Aggregator, Pacer, SlotSource
 
 T = TypeVar("T")
+IDENTITY_PROTECTION_BUDGET = "identity-protection"
+"""The budget row of Identity Protection requests (reads and confirmCompromised alike)."""
 
 
 @dataclass
@@ -48,6 +51,10 @@ class Services:
     poll_pacer: Pacer | None = None
     """Spacing of the risk poller's Identity Protection requests, retries included; made
     by the first poll of the process (shared.intake.poller.pacer_for)."""
+    identity_budget: SlotSource | None = None
+    """Identity Protection's one request per second per tenant, shared with every other
+    instance of the app through Table storage (shared.state.budget); None in tests that
+    pace one process only."""
     notify_transport: httpx.AsyncBaseTransport | None = None
     """Transport of notification webhook deliveries; None = the network (tests inject)."""
     _identity_reads: IdentityReads | None = None
@@ -97,20 +104,25 @@ class Services:
         graph_transport: httpx.AsyncBaseTransport | None = None,
         exchange_transport: httpx.AsyncBaseTransport | None = None,
         confirm_window: float = 0.3,
+        shared_budget: bool = True,
+        storage_hooks: Mapping[str, Callable[..., None]] | None = None,
     ) -> Services:
         credential = credential or build_credential(settings)
         policy = policy or load_policy(settings.policy_path)
         graph = create_graph_client(settings, credential, transport=graph_transport)
         exchange = ExchangeClient(settings, credential, transport=exchange_transport)
         storage_credential = None if settings.storage_connection else credential
-        storage = create_storage(settings, storage_credential)
+        storage = create_storage(settings, storage_credential, request_hooks=storage_hooks)
         journal = Journal(storage, settings.journal_table, settings.evidence_container)
 
         async def send(ids: Any) -> None:
             await confirm_compromised(graph, ids)
 
-        return cls(settings, policy, credential, graph, exchange, storage, journal,
-                   Aggregator(send, window=confirm_window))
+        confirm = Aggregator(send, window=confirm_window)
+        budget = TenantBudget(journal, IDENTITY_PROTECTION_BUDGET) if shared_budget else None
+        confirm.gate.shared = budget
+        return cls(settings, policy, credential, graph, exchange, storage, journal, confirm,
+                   identity_budget=budget)
 
     async def close(self) -> None:
         await self.graph.close()

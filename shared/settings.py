@@ -58,6 +58,8 @@ EXTRA_SETTINGS: tuple[SettingSpec, ...] = (
                 "forwarding and inbox-rules sweep schedule (opt-in)"),
     SettingSpec("RESPONDER_SWEEP_SECURE_SCORE_SCHEDULE", "0 0 7 * * *",
                 "Secure Score posture sweep schedule"),
+    SettingSpec("RESPONDER_SWEEP_REINFECTION_SCHEDULE", "0 40 * * * *",
+                "re-infection watch schedule (contained users re-checked)"),
     SettingSpec("RESPONDER_SWEEPS_DRY_RUN", "false",
                 "true: sweeps report what they would do and change nothing"),
     SettingSpec("RESPONDER_SWEEP_FORWARDING_ENABLED", "false",
@@ -73,6 +75,9 @@ EXTRA_SETTINGS: tuple[SettingSpec, ...] = (
                 "optional: alert webhook callers must send it in X-Responder-Secret"),
     SettingSpec("RESPONDER_GRAPH_CLIENT_STATE", "",
                 "clientState of Graph change-notification subscriptions (unset: refused)"),
+    SettingSpec("RESPONDER_CLEANUP_QUEUE", "remediation-requests-cleanup",
+                "queue of runs whose account is contained and whose clean-up steps follow "
+                "(default: REMEDIATION_QUEUE + '-cleanup'; the queue trigger binds it)"),
     SettingSpec("RESPONDER_INTAKE_QUEUE", "responder-intake",
                 "queue of large alert bodies stored for the intake worker (the queue trigger "
                 "binds it)"),
@@ -95,6 +100,12 @@ EXTRA_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("RESPONDER_PREFLIGHT_SCHEDULE", "0 30 6 * * *",
                 "preflight timer schedule (6-field NCRONTAB; must be set: the timer binds it); "
                 "it also runs at each start of the app"),
+    # case report as PDF (docs/safety.md "Case report")
+    SettingSpec("RESPONDER_CHROMIUM_PATH", "",
+                "Chromium that prints the case report to PDF; unset: chromium, "
+                "chromium-browser or google-chrome on PATH (none: PDF answers 501)"),
+    SettingSpec("RESPONDER_PDF_TIMEOUT_SECONDS", "60",
+                "bound on one headless Chromium PDF print (5 to 300)"),
 )
 
 
@@ -183,6 +194,11 @@ def _int(env: Mapping[str, str], name: str, default: str, lo: int, hi: int) -> i
     return value
 
 
+def cleanup_queue_for(remediation_queue: str) -> str:
+    """The clean-up lane's queue when RESPONDER_CLEANUP_QUEUE is not set."""
+    return f"{remediation_queue}-cleanup"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the app reads from its environment, validated once at start."""
@@ -217,6 +233,10 @@ class Settings:
     graph_client_state: str = field(default="", repr=False)
     """RESPONDER_GRAPH_CLIENT_STATE: clientState of Graph change notifications (unset:
     change notifications are refused)."""
+    cleanup_queue: str = "remediation-requests-cleanup"
+    """RESPONDER_CLEANUP_QUEUE: a run contains the account from REMEDIATION_QUEUE, then its
+    clean-up steps wait here, so every queued account is contained before clean-up takes
+    the capacity (each queue trigger has its own concurrency)."""
     intake_queue: str = "responder-intake"
     """RESPONDER_INTAKE_QUEUE: large alert bodies wait here (as a pointer to a stored blob)
     for the intake worker, so the webhook answers at once."""
@@ -237,6 +257,12 @@ class Settings:
     """RESPONDER_WEBHOOK_SECRET: HMAC key of the generic notification webhook."""
     notify_timeout_seconds: float = 5.0
     """RESPONDER_NOTIFY_TIMEOUT_SECONDS: timeout of each webhook delivery."""
+    # case report as PDF (docs/safety.md "Case report")
+    chromium_path: str = ""
+    """RESPONDER_CHROMIUM_PATH: the Chromium that prints the case report; unset: looked up
+    on PATH. Not checked at start: a missing browser only makes the PDF unavailable."""
+    pdf_timeout_seconds: float = 60.0
+    """RESPONDER_PDF_TIMEOUT_SECONDS: bound on one PDF print (Chromium is killed after)."""
     extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     """Read-only raw RESPONDER_* environment, only for the one setting whose name is chosen
     at run time (the policy's notify.webhookSecretSetting, read through `secret_named`)."""
@@ -287,8 +313,10 @@ class Settings:
                 )
         queue = _queue_name(env, "REMEDIATION_QUEUE", "remediation-requests")
         intake_queue = _queue_name(env, "RESPONDER_INTAKE_QUEUE", "responder-intake")
-        if intake_queue == queue:
-            raise SettingsError("RESPONDER_INTAKE_QUEUE must differ from REMEDIATION_QUEUE")
+        cleanup_queue = _queue_name(env, "RESPONDER_CLEANUP_QUEUE", cleanup_queue_for(queue))
+        if len({queue, intake_queue, cleanup_queue}) < 3:
+            raise SettingsError("REMEDIATION_QUEUE, RESPONDER_CLEANUP_QUEUE and "
+                                "RESPONDER_INTAKE_QUEUE must be three different queues")
         return cls(
             storage_connection=storage,
             storage_account=(env.get("AzureWebJobsStorage__accountName") or "").strip(),
@@ -317,6 +345,7 @@ class Settings:
             webhook_shared_secret=env.get("RESPONDER_WEBHOOK_SHARED_SECRET") or "",
             graph_client_state=(env.get("RESPONDER_GRAPH_CLIENT_STATE") or "").strip(),
             intake_queue=intake_queue,
+            cleanup_queue=cleanup_queue,
             sweeps_dry_run=_bool(env, "RESPONDER_SWEEPS_DRY_RUN", "false"),
             sweep_forwarding_enabled=_bool(env, "RESPONDER_SWEEP_FORWARDING_ENABLED", "false"),
             approval_secret=env.get("RESPONDER_APPROVAL_SECRET") or "",
@@ -326,6 +355,8 @@ class Settings:
             webhook_secret=env.get(WEBHOOK_SECRET_SETTING) or "",
             notify_timeout_seconds=_float(env, "RESPONDER_NOTIFY_TIMEOUT_SECONDS", "5",
                                           0.5, 30.0),
+            chromium_path=(env.get("RESPONDER_CHROMIUM_PATH") or "").strip(),
+            pdf_timeout_seconds=_float(env, "RESPONDER_PDF_TIMEOUT_SECONDS", "60", 5.0, 300.0),
             extra=MappingProxyType({k: v for k, v in env.items()
                                     if k.startswith("RESPONDER_")}),
         )

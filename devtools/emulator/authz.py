@@ -256,6 +256,35 @@ EXO_AUTH = "https://learn.microsoft.com/en-us/exchange/reference/admin-api-authe
 ROLE_MGMT_READ = anyof("RoleManagement.Read.Directory", "RoleManagement.Read.All", DIR_READ,
                        "RoleManagement.ReadWrite.Directory", DIR_WRITE)
 ROLE_ASSIGNMENTS = "https://learn.microsoft.com/graph/api/rbacapplication-list-roleassignments"
+ROLE_MGMT_WRITE = anyof("RoleManagement.ReadWrite.Directory")
+GRANTS_READ = anyof(DIR_READ, "DelegatedPermissionGrant.ReadWrite.All", DIR_WRITE)
+GRANTS_WRITE = anyof("DelegatedPermissionGrant.ReadWrite.All", DIR_WRITE)
+
+AUDIT_QUERY = anyof("AuditLogsQuery-Exchange.Read.All", "AuditLogsQuery.Read.All")
+AUDIT_QUERY_DOC = "https://learn.microsoft.com/graph/api/security-auditcoreroot-post-auditlogqueries"
+
+EXCHANGE_RECIPIENT_ADMIN = "Exchange Recipient Administrator"
+MAIL_RECIPIENTS_CMDLETS = frozenset({
+    "get-mailboxpermission", "add-mailboxpermission", "remove-mailboxpermission",
+    "get-recipientpermission", "add-recipientpermission", "remove-recipientpermission",
+    "get-recipient", "get-mobiledevice", "clear-mobiledevice", "get-casmailbox",
+    "set-casmailbox",
+})
+"""Cmdlets of the Exchange management role "Mail Recipients" (recipient-level delegation,
+devices and CAS settings). The cmdlet pages send readers to Get-ManagementRoleEntry
+("Find the permissions required to run any Exchange cmdlet",
+https://learn.microsoft.com/powershell/exchange/find-exchange-cmdlet-permissions) rather than
+naming the role: the grouping is the emulator's reading. The role belongs to the
+Organization Management and Recipient Management role groups, which the Entra roles
+Exchange Administrator and Exchange Recipient Administrator map to."""
+
+
+def exchange_roles(cmdlet: str | None) -> list[str]:
+    """The Entra roles whose Exchange role groups hold this cmdlet."""
+    if (cmdlet or "").lower() in MAIL_RECIPIENTS_CMDLETS:
+        return [EXCHANGE_ADMIN, EXCHANGE_RECIPIENT_ADMIN, GA]
+    return [EXCHANGE_ADMIN, GA]
+
 
 RULES: tuple[Rule, ...] = (
     Rule("GET", "users", U_READ, USER_GET),
@@ -350,9 +379,48 @@ RULES: tuple[Rule, ...] = (
          "unverified: read like roleAssignments"),
     Rule("GET", "roleManagement/directory/roleDefinitions/{rid}", ROLE_MGMT_READ,
          "unverified: read like roleAssignments"),
+    # Role writes and eligibility (graph_rbac): only RoleManagement.ReadWrite.Directory
+    # writes; the eligibility instances' least privileged read is
+    # RoleEligibilitySchedule.Read.Directory, RoleManagement.* listed as higher.
+    Rule("DELETE", "roleManagement/directory/roleAssignments/{aid}", ROLE_MGMT_WRITE,
+         "https://learn.microsoft.com/graph/api/unifiedroleassignment-delete"),
+    Rule("POST", "roleManagement/directory/roleAssignments", ROLE_MGMT_WRITE,
+         "https://learn.microsoft.com/graph/api/rbacapplication-post-roleassignments"),
+    Rule("GET", "roleManagement/directory/roleEligibilityScheduleInstances",
+         anyof("RoleEligibilitySchedule.Read.Directory",
+               "RoleEligibilitySchedule.ReadWrite.Directory", "RoleManagement.Read.All",
+               "RoleManagement.Read.Directory", "RoleManagement.ReadWrite.Directory"),
+         "https://learn.microsoft.com/graph/api/rbacapplication-list-roleeligibilityschedule"
+         "instances"),
+    # Consents (graph_consents). Reading grants: Directory.Read.All is the least privileged
+    # application permission; the per-user list is not supported app-only (no option).
+    Rule("GET", "oauth2PermissionGrants", GRANTS_READ,
+         "https://learn.microsoft.com/graph/api/oauth2permissiongrant-list"),
+    Rule("GET", "oauth2PermissionGrants/{gid}", GRANTS_READ,
+         "https://learn.microsoft.com/graph/api/oauth2permissiongrant-get"),
+    Rule("DELETE", "oauth2PermissionGrants/{gid}", GRANTS_WRITE,
+         "https://learn.microsoft.com/graph/api/oauth2permissiongrant-delete"),
+    Rule("POST", "oauth2PermissionGrants", GRANTS_WRITE,
+         "https://learn.microsoft.com/graph/api/oauth2permissiongrant-post"),
+    Rule("GET", "users/{uid}/oauth2PermissionGrants", anyof(),
+         "https://learn.microsoft.com/graph/api/user-list-oauth2permissiongrants "
+         "(application: not supported)"),
+    Rule("GET", "users/{uid}/appRoleAssignments",
+         anyof(DIR_READ, "AppRoleAssignment.ReadWrite.All"),
+         "https://learn.microsoft.com/graph/api/user-list-approleassignments"),
+    Rule("POST", "users/{uid}/appRoleAssignments", anyof("AppRoleAssignment.ReadWrite.All"),
+         "https://learn.microsoft.com/graph/api/user-post-approleassignments"),
+    Rule("DELETE", "users/{uid}/appRoleAssignments/{aid}",
+         anyof("AppRoleAssignment.ReadWrite.All"),
+         "https://learn.microsoft.com/graph/api/user-delete-approleassignments"),
     Rule("GET", "servicePrincipals", anyof("Application.Read.All", DIR_READ), "unverified"),
     Rule("GET", "servicePrincipals/{sid}", anyof("Application.Read.All", DIR_READ),
          "unverified"),
+    # Purview audit log query API: the Exchange-scoped permission is the least privileged
+    # for Exchange records, AuditLogsQuery.Read.All covers every service.
+    Rule("POST", "security/auditLog/queries", AUDIT_QUERY, AUDIT_QUERY_DOC),
+    Rule("GET", "security/auditLog/queries/{qid}", AUDIT_QUERY, AUDIT_QUERY_DOC),
+    Rule("GET", "security/auditLog/queries/{qid}/records", AUDIT_QUERY, AUDIT_QUERY_DOC),
     # Every cmdlet: one application permission and an Entra role holding the cmdlets. The
     # Admin API page names Exchange.ManageAsAppV2 for its own endpoints; the endpoint the
     # V3 module uses (the one the responder calls) takes Exchange.ManageAsApp.
@@ -455,7 +523,7 @@ def decide(req: EmuRequest, grant: Grant, tenant: Any) -> Decision:
     elif rule.role_check == "exchange":
         # App-only access to Exchange needs an Entra role holding the cmdlets; Exchange
         # Administrator (or Global Administrator) holds those the responder runs.
-        dec.roles = [EXCHANGE_ADMIN, GA]
+        dec.roles = exchange_roles(req.cmdlet)
     if dec.roles and not grant.has_role(dec.roles):
         dec.allowed, dec.missing = False, "role"
     if rule.denial == "identity" and not licensed(tenant, "identityProtection"):

@@ -118,7 +118,7 @@ def _find_mailbox_user(tenant: Tenant, identity: Any) -> dict:
     raise _not_found(identity)
 
 
-def mailbox_view(u: dict) -> dict:
+def mailbox_view(u: dict, tenant: Tenant | None = None) -> dict:
     mb = u["mailbox"]
     fwd = mb.get("forwardingSmtpAddress")
     return {
@@ -138,6 +138,8 @@ def mailbox_view(u: dict) -> dict:
         "ForwardingAddress": mb.get("forwardingAddress"),
         "DeliverToMailboxAndForward": mb.get("deliverToMailboxAndForward", False),
         "IsMailboxEnabled": True,
+        "GrantSendOnBehalfTo": (exchange_permissions.send_on_behalf_names(tenant, mb)
+                                if tenant is not None else []),
     }
 
 
@@ -310,19 +312,22 @@ def _result_size(call: _Call, items: list[dict]) -> list[dict]:
 def get_mailbox(call: _Call) -> list[dict]:
     call.allow("Identity", "Filter", "ResultSize", "RecipientTypeDetails")
     if call.has("Identity"):
-        views = [mailbox_view(_find_mailbox_user(call.tenant, call.get("Identity")))]
+        views = [mailbox_view(_find_mailbox_user(call.tenant, call.get("Identity")),
+                              call.tenant)]
     else:
-        views = [mailbox_view(u) for u in _mailbox_users(call.tenant)]
+        views = [mailbox_view(u, call.tenant) for u in _mailbox_users(call.tenant)]
     return _result_size(call, _filtered(call, views))
 
 
 def set_mailbox(call: _Call) -> list[dict]:
     call.allow("Identity", "AuditEnabled", "ForwardingSmtpAddress", "ForwardingAddress",
                "DeliverToMailboxAndForward", "AuditLogAgeLimit", "AuditOwner", "AuditDelegate",
-               "AuditAdmin", "DefaultAuditSet")
+               "AuditAdmin", "DefaultAuditSet", "GrantSendOnBehalfTo")
     u = _find_mailbox_user(call.tenant, call.required("Identity"))
     mb = u["mailbox"]
     changes: dict[str, Any] = {}
+    delegates_changed = (call.has("GrantSendOnBehalfTo")
+                         and exchange_permissions.set_send_on_behalf(call, u))
     if call.has("AuditEnabled"):
         changes["auditEnabled"] = _bool(call.get("AuditEnabled"), "AuditEnabled")
     audit_before = mailbox_audit.view(mb)
@@ -346,7 +351,7 @@ def set_mailbox(call: _Call) -> list[dict]:
         changes["deliverToMailboxAndForward"] = _bool(call.get("DeliverToMailboxAndForward"),
                                                       "DeliverToMailboxAndForward")
     if all(mb.get(k) == v for k, v in changes.items()) and audit_before == \
-            mailbox_audit.view(trial):
+            mailbox_audit.view(trial) and not delegates_changed:
         call.warnings.append(f"The command completed successfully but no settings of "
                              f"'{mb['alias']}' have been modified.")
     mb.update(changes)
@@ -532,7 +537,8 @@ def dispatch_exchange(req: EmuRequest, tenant: Tenant, config: dict) -> EmuRespo
     if config.get("exchange_check_tenant", True) and tid.lower() not in known:
         return exchange_error_response(
             404, "TenantNotFound", f"The tenant '{tid}' couldn't be found on '{_SERVER}'.")
-    entry = CMDLETS.get((req.cmdlet or "").lower())
+    entry = CMDLETS.get((req.cmdlet or "").lower()) \
+        or exchange_permissions.CMDLETS.get((req.cmdlet or "").lower())
     if entry is None:
         return exchange_error_response(
             400, "CommandNotFoundException",
@@ -568,3 +574,8 @@ def dispatch_exchange(req: EmuRequest, tenant: Tenant, config: dict) -> EmuRespo
     headers = {"Content-Type": "application/json", "Preference-Applied":
                f"odata.maxpagesize={size}"}
     return EmuResponse(200, body, headers, write=call.wrote)
+
+
+# Delegation, mobile devices and client protocols live in their own module, which builds
+# on the helpers above (imported last: it imports this module).
+from . import exchange_permissions  # noqa: E402

@@ -23,7 +23,17 @@ DEFAULT_OFFENDERS = {
     "hidden_rules": 2,         # a hidden rule only Exchange shows
     "risky_high": 10,          # riskyUsers high/atRisk, each with a recent detection
     "blocked_senders": 2,      # on the restricted senders list
+    # opt-in (0 by default, so existing tenants stay the same): a guest given Full Access to
+    # the mailbox an hour before `now`, and an ActiveSync phone first synced then
+    "external_delegates": 0,
+    "new_phones": 0,
+    # opt-in: the user consented an attacker's app to their mail an hour before `now`
+    # (a grant, the app role assignment and the audit events; devtools/emulator/apps.py)
+    "malicious_consents": 0,
 }
+ATTACKER_APP = {"id": "0d9e8f7a-6b5c-4d3e-8f2a-1b0c9d8e7f6a",
+                "appId": "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b",
+                "displayName": "Mail Sync Helper", "publisherName": "mailsync-helper.example"}
 
 
 def _guid(rng: random.Random) -> str:
@@ -64,6 +74,7 @@ def make_tenant(n_users: int, *, offenders: dict[str, int] | None = None, seed: 
         })
     regular = users[1:]
     picked: dict[str, list[str]] = {}
+    guests: list[dict[str, Any]] = []
     for kind, n in counts.items():
         sample = rng.sample(regular, min(n, len(regular))) if n else []
         picked[kind] = [u["userPrincipalName"] for u in sample]
@@ -83,6 +94,26 @@ def make_tenant(n_users: int, *, offenders: dict[str, int] | None = None, seed: 
                     "actions": {"forwardTo": ["collector@mail-archive.example"],
                                 "stopProcessingRules": True},
                 })
+            elif kind == "external_delegates":
+                n_guest = len(guests)
+                guest_upn = f"ext{n_guest}_mail-relay.example#EXT#@{domain.split('.')[0]}" \
+                    ".onmicrosoft.com"
+                guests.append({"id": _guid(rng), "userPrincipalName": guest_upn,
+                               "displayName": f"External {n_guest}",
+                               "mail": f"ext{n_guest}@mail-relay.example",
+                               "userType": "Guest", "mailbox": None,
+                               "authMethods": [{"type": "password"}]})
+                mb.setdefault("permissions", []).append({
+                    "user": guest_upn, "accessRights": ["FullAccess"],
+                    "addedDateTime": iso7(now - timedelta(hours=1))})
+            elif kind == "malicious_consents":
+                u.setdefault("consents", []).append({
+                    "app": ATTACKER_APP["appId"], "scope": "Mail.ReadWrite offline_access",
+                    "consentedDateTime": iso7(now - timedelta(hours=1))})
+            elif kind == "new_phones":
+                mb.setdefault("mobileDevices", []).append({
+                    "deviceId": f"NEW{rng.getrandbits(60):015X}", "deviceType": "Android",
+                    "deviceModel": "SM-A546B", "firstSyncTime": iso7(now - timedelta(hours=1))})
             elif kind == "hidden_rules":
                 mb["rules"].append({
                     "displayName": "", "sequence": 2, "isEnabled": True, "hidden": True,
@@ -112,7 +143,8 @@ def make_tenant(n_users: int, *, offenders: dict[str, int] | None = None, seed: 
             {"id": CA_GROUP_ID, "displayName": "CA-Require-MFA-Compromised"},
             {"id": BREAKGLASS_GROUP_ID, "displayName": "Excluded-BreakGlass"},
         ],
-        "users": users,
+        "servicePrincipals": [ATTACKER_APP] if picked.get("malicious_consents") else [],
+        "users": users + guests,
         "riskyUsers": risky,
         "riskDetections": detections,
         "organization": {"auditDisabled": False},

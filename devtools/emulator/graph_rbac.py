@@ -108,17 +108,107 @@ def get_role_definition(ctx: Ctx, rid: str) -> EmuResponse:
     return ctx.entity("roleManagement/directory/roleDefinitions", definition_view(rid))
 
 
+def _all_service_principals(ctx: Ctx) -> list[dict[str, Any]]:
+    """The app's own service principal and the tenant's others (apps.py)."""
+    own = service_principal(ctx)
+    others = [{"@odata.type": "#microsoft.graph.servicePrincipal",
+               **{k: v for k, v in sp.items() if k != "appRoles"},
+               "appRoles": list(sp.get("appRoles") or [])}
+              for sp in getattr(ctx.tenant, "service_principals", {}).values()
+              if sp["id"] != own["id"]]
+    return [own, *others]
+
+
 @router.add("GET", "servicePrincipals")
 def list_service_principals(ctx: Ctx) -> EmuResponse:
-    return ctx.collection([service_principal(ctx)], "servicePrincipals",
+    return ctx.collection(_all_service_principals(ctx), "servicePrincipals",
                           filter_fields=["id", "appId", "displayName"])
 
 
 @router.add("GET", "servicePrincipals/{sid}")
 def get_service_principal(ctx: Ctx, sid: str) -> EmuResponse:
-    sp = service_principal(ctx)
-    if sid != sp["id"]:
+    for sp in _all_service_principals(ctx):
+        if sid.lower() == sp["id"].lower():
+            return ctx.entity("servicePrincipals", sp)
+    raise GraphError(404, "Request_ResourceNotFound",
+                     f"Resource '{sid}' does not exist or one of its queried "
+                     "reference-property objects are not present.")
+
+
+# ---------------------------------------------------------------- writes and eligibility
+# DELETE/POST roleAssignments: RoleManagement.ReadWrite.Directory
+# (https://learn.microsoft.com/graph/api/unifiedroleassignment-delete,
+# https://learn.microsoft.com/graph/api/rbacapplication-post-roleassignments). Only
+# tenant-wide (directoryScopeId "/") assignments of users are modelled; the app's own
+# assignments (derived from its token) cannot be removed here.
+_CONFLICT = ("A conflicting object with one or more of the specified property values is "
+             "present in the directory.")
+
+
+def _user_role_assignment(ctx: Ctx, aid: str) -> tuple[dict[str, Any], str] | None:
+    # ids are "{role template id}-{principal id}" (see _assignments)
+    tmpl, principal = aid[:36], aid[37:]
+    for role in ctx.tenant.directory_roles.values():
+        if role["roleTemplateId"] == tmpl and principal in role["members"]:
+            return role, principal
+    return None
+
+
+@router.add("DELETE", "roleManagement/directory/roleAssignments/{aid}")
+def delete_role_assignment(ctx: Ctx, aid: str) -> EmuResponse:
+    found = _user_role_assignment(ctx, aid)
+    if found is None:
         raise GraphError(404, "Request_ResourceNotFound",
-                         f"Resource '{sid}' does not exist or one of its queried "
+                         f"Resource '{aid}' does not exist or one of its queried "
                          "reference-property objects are not present.")
-    return ctx.entity("servicePrincipals", sp)
+    role, principal = found
+    role["members"].remove(principal)
+    return ctx.no_content()
+
+
+@router.add("POST", "roleManagement/directory/roleAssignments")
+def create_role_assignment(ctx: Ctx) -> EmuResponse:
+    body = ctx.body_dict()
+    principal, definition = str(body.get("principalId") or ""), \
+        str(body.get("roleDefinitionId") or "")
+    scope = str(body.get("directoryScopeId") or "")
+    if not principal or not definition or not scope:
+        raise GraphError(400, "Request_BadRequest", "principalId, roleDefinitionId and "
+                         "directoryScopeId are required.")
+    if scope != "/":
+        raise GraphError(400, "Request_BadRequest",
+                         "The emulator models tenant-wide (directoryScopeId '/') "
+                         "assignments only.")
+    user = ctx.tenant.find_user(principal)
+    if user is None or definition not in ROLE_TEMPLATES:
+        raise GraphError(400, "Request_BadRequest",
+                         "Invalid value specified for property 'principalId' or "
+                         "'roleDefinitionId'.")
+    role = ctx.tenant.role_by_template_or_id(definition)
+    if user["id"] in role["members"]:
+        raise GraphError(400, "Request_BadRequest", _CONFLICT)
+    role["members"].append(user["id"])
+    item = {"@odata.context": ctx.context_url(
+        "roleManagement/directory/roleAssignments/$entity"),
+        "id": f"{definition}-{user['id']}", "principalId": user["id"],
+        "roleDefinitionId": definition, "directoryScopeId": "/", "resourceScope": "/"}
+    return ctx.json(item, status=201, write=True)
+
+
+@router.add("GET", "roleManagement/directory/roleEligibilityScheduleInstances")
+def list_eligibility_instances(ctx: Ctx) -> EmuResponse:
+    """Current eligible assignments (apps.py `roleEligibilities`). A tenant seeded with
+    `licences.privilegedIdentityManagement: false` answers 400 AadPremiumLicenseRequired
+    (the docs name the licence, not the error; this code is what Graph is reported to
+    answer)."""
+    if (getattr(ctx.tenant, "licences", None) or {}).get(
+            "privilegedIdentityManagement", True) is False:
+        raise GraphError(400, "AadPremiumLicenseRequired",
+                         "The tenant needs to have Microsoft Entra ID P2 or Microsoft Entra "
+                         "ID Governance license.")
+    rows = [{k: v for k, v in e.items()} for e in getattr(ctx.tenant, "role_eligibilities", [])]
+    resp = ctx.collection(rows, "roleManagement/directory/roleEligibilityScheduleInstances",
+                          filter_fields=["principalId", "roleDefinitionId",
+                                         "directoryScopeId"])
+    resp.body["value"] = _expand(ctx, resp.body["value"])
+    return resp

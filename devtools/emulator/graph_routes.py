@@ -7,6 +7,8 @@ import uuid
 
 from . import (
     graph_audit,
+    graph_audit_query,
+    graph_consents,
     graph_directory,
     graph_identity,
     graph_mail,
@@ -19,9 +21,10 @@ from .tenant import Tenant
 
 ROUTER = Router()
 for _r in (graph_directory.router, graph_mail.router, graph_identity.router,
-           graph_security.router, graph_audit.router):
+           graph_security.router, graph_audit.router, graph_audit_query.router):
     ROUTER.routes.extend(_r.routes)
 ROUTER.routes.extend(graph_rbac.router.routes)  # role management, service principals
+ROUTER.routes.extend(graph_consents.router.routes)  # consents: grants, app role assignments
 
 
 def dispatch_graph(req: EmuRequest, tenant: Tenant, config: dict) -> EmuResponse:

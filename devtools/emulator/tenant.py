@@ -232,6 +232,11 @@ class Tenant:
             )
             self.sent_mail: list[dict] = list(seed.get("sentMail", []))
             self.directory_audits: list[dict] = []
+            # Exchange admin cmdlet records of the unified audit log (delegation grants; see
+            # exchange_permissions.py), read by the Graph audit log query API. Derived from
+            # the grants' `addedDateTime` and the cmdlets run: runtime history, not in dump().
+            self.exchange_audit: list[dict] = []
+            self.audit_queries: dict[str, dict] = {}  # Graph audit log queries (runtime)
             # The responder's own service principal (authz: its directory roles) and the
             # tenant's licences (authz: `identityProtection: false` refuses its APIs).
             self.service_principal: dict | None = seed.get("servicePrincipal")
@@ -249,6 +254,9 @@ class Tenant:
                 self.add_detection(det, index=i)
             for ev in seed.get("directoryAudits", []):
                 self.add_audit_event(ev)
+            # service principals, consents (grants, app role assignments), PIM eligibility
+            from . import apps
+            apps.load(self, seed)
             for b in seed.get("blockedSenders", []):
                 b = dict(b)
                 b.setdefault("Reason", "OutboundSpamLimitExceeded")
@@ -460,6 +468,9 @@ class Tenant:
         # removed are kept in clientRulesRemoved so a test or the demo can see it happened.
         mb["outlookClientRules"] = list(mb.get("outlookClientRules") or [])
         mb["clientRulesRemoved"] = list(mb.get("clientRulesRemoved") or [])
+        # delegates (Full Access, Send As, Send on Behalf), mobile devices, protocols
+        from .exchange_permissions import normalise_mailbox
+        normalise_mailbox(self, user, mb)
         return mb
 
     @staticmethod
@@ -792,7 +803,13 @@ class Tenant:
                                     for ev in self.directory_audits],
                 "servicePrincipal": copy.deepcopy(self.service_principal),
                 "licences": copy.deepcopy(self.licences),
+                **_apps_dump(self),
             }
+
+
+def _apps_dump(tenant: Tenant) -> dict:
+    from . import apps
+    return apps.dump(tenant)
 
 
 def load_tenant(source: str | Path | dict | Tenant | None = None) -> Tenant:

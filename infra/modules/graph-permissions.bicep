@@ -13,9 +13,17 @@ extension microsoftGraphV1
 @description('Object id of the managed identity\'s service principal.')
 param principalId string
 
+@description('Components (keys of permissions.json optionalGraphApplicationPermissions, e.g. step:remove_admin_roles) whose permissions are requested only when the deployment enables them.')
+param optionalComponents array = []
+
 var permissions = loadJsonContent('../permissions.json')
 var graphPermissions = permissions.graphApplicationPermissions
 var exchangePermissions = permissions.exchangeApplicationPermissions
+// Permissions a component needs only when the policy uses it (RoleManagement.ReadWrite.
+// Directory for step:remove_admin_roles): granted only for the components enabled here,
+// each once, and never one the list above already grants.
+var optionalLists = map(optionalComponents, component => permissions.optionalGraphApplicationPermissions[component])
+var optionalPermissions = filter(union([], flatten(optionalLists)), permission => !contains(graphPermissions, permission))
 
 // The first-party resource apps, looked up by their well-known appId in this tenant.
 resource graphSp 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
@@ -36,6 +44,14 @@ resource graphAssignments 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [
   }
 ]
 
+resource optionalGraphAssignments 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [
+  for permission in optionalPermissions: {
+    principalId: principalId
+    resourceId: graphSp.id
+    appRoleId: filter(graphSp.appRoles, role => role.value == permission)[0].id
+  }
+]
+
 resource exchangeAssignments 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [
   for permission in exchangePermissions: {
     principalId: principalId
@@ -45,5 +61,6 @@ resource exchangeAssignments 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [
 ]
 
 output graphPermissions array = graphPermissions
+output optionalGraphPermissions array = optionalPermissions
 output exchangePermissions array = exchangePermissions
 output directoryRolesToAssign array = permissions.directoryRoles

@@ -37,6 +37,12 @@ var identityRoles = [
   roles.tableDataContributor
 ]
 
+@description('The other queues the app\'s triggers read (the clean-up lane, the intake worker); each gets its poison queue.')
+param appQueues array = [
+  'remediation-requests-cleanup'
+  'responder-intake'
+]
+
 // The operator sends test requests and reads run records and evidence (dry-run reports).
 var operatorRoles = [
   roles.queueDataMessageSender
@@ -49,7 +55,7 @@ var operatorRoles = [
 var queueNames = union([
   remediationQueue
   '${remediationQueue}-poison'
-], [
+], flatten(map(appQueues, q => [q, '${q}-poison'])), [
   'remediation-requests-poison'
 ])
 

@@ -100,7 +100,7 @@ class PacedTransport(httpx.AsyncBaseTransport):
 def pacer_for(services: Services, interval: float = IDENTITY_PROTECTION_INTERVAL) -> Pacer:
     """The process-wide Identity Protection pacer of these services."""
     if services.poll_pacer is None:
-        services.poll_pacer = Pacer(interval)
+        services.poll_pacer = Pacer(interval, shared=services.identity_budget)
     return services.poll_pacer
 
 

@@ -10,10 +10,21 @@ from __future__ import annotations
 
 from shared.errors import PolicyError
 from shared.playbook.registry import REGISTRY
-from shared.playbook.steps import account, evidence, followup, mailbox, mfa
+from shared.playbook.steps import (
+    account,
+    client_access,
+    consents,
+    delegation,
+    evidence,
+    followup,
+    mailbox,
+    mfa,
+    roles,
+)
 from shared.policy import Policy
 
-MODULES = (evidence, account, mfa, mailbox, followup)
+MODULES = (evidence, account, mfa, mailbox, followup, consents, roles, delegation,
+           client_access)
 STEP_NAMES: tuple[str, ...] = tuple(REGISTRY)
 """Every registered step, in registration order."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from shared.models import StepStatus
@@ -25,6 +26,20 @@ if TYPE_CHECKING:
     from shared.playbook.context import Plan, StepContext
 
 
+@dataclass
+class Verification:
+    """What a step read back after acting: `verified` when the tenant now shows the change,
+    otherwise the differences found (or why nothing could be read back)."""
+
+    verified: bool
+    differences: list[str] = field(default_factory=list)
+    note: str = ""
+
+    def as_data(self) -> dict[str, object]:
+        return {"verified": self.verified, "differences": list(self.differences),
+                **({"note": self.note} if self.note else {})}
+
+
 class Step:
     """Base of every step. Subclasses set the class attributes and implement plan/apply,
     and either implement `undo` or declare why a release leaves their change alone."""
@@ -33,6 +48,10 @@ class Step:
     graph_permissions: ClassVar[tuple[str, ...]] = ()
     exchange_permissions: ClassVar[tuple[str, ...]] = ()
     directory_roles: ClassVar[tuple[str, ...]] = ()
+    optional_graph_permissions: ClassVar[tuple[str, ...]] = ()
+    """Graph permissions requested only when the policy enables this step (a very
+    privileged right most deployments never grant): infra grants them behind a parameter,
+    preflight checks them only when a playbook names the step."""
     disruptive: ClassVar[bool] = False
     """Disruptive steps wait for approval on privileged users."""
     reversible: ClassVar[str] = ""
@@ -49,6 +68,10 @@ class Step:
     """Where this step's items come in a release, lower first (ties: registration order);
     items that restore something always come before those that only report."""
     dry_run_description: ClassVar[str] = ""
+    containment: ClassVar[bool] = False
+    """A containment step (the attacker loses the account: password, sessions, sign-in).
+    From the queue, a run's containment steps act first, and the rest of its playbook
+    follows in the clean-up lane, so a storm contains everyone before cleaning up."""
     after: ClassVar[tuple[str, ...]] = ("collect_evidence",)
     """Steps that must finish first when they are in the same run (ordering only)."""
     requires_success: ClassVar[tuple[str, ...]] = ()
@@ -59,6 +82,12 @@ class Step:
 
     async def apply(self, ctx: StepContext, plan: Plan) -> StepResult:
         raise NotImplementedError
+
+    async def verify(self, ctx: StepContext, result: StepResult) -> Verification | None:
+        """Read the state back after `apply` changed something, so the record says whether
+        the tenant now shows the change. None: this step has nothing it can read back
+        (it changes nothing, or the service offers no read of what it changed)."""
+        return None
 
     async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
         """What a release does about this step, from the run's record of it.
@@ -101,6 +130,7 @@ def register(cls: type[Step]) -> type[Step]:
         graph=cls.graph_permissions,
         exchange=cls.exchange_permissions,
         roles=cls.directory_roles,
+        optional_graph=cls.optional_graph_permissions,
         why=(cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
     )
     return cls

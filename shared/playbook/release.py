@@ -51,7 +51,13 @@ declare(
     "release",
     graph=("User.Read.All", "User.EnableDisableAccount.All", "GroupMember.ReadWrite.All",
            "MailboxSettings.ReadWrite", "IdentityRiskyUser.ReadWrite.All",
-           "Policy.ReadWrite.AuthenticationMethod"),
+           "Policy.ReadWrite.AuthenticationMethod",
+           # revoke_consent_grants: read the user's consents, re-create the revoked ones
+           "Directory.Read.All", "DelegatedPermissionGrant.ReadWrite.All",
+           "AppRoleAssignment.ReadWrite.All",
+           # remove_admin_roles: read the user's roles; re-assigning them uses that step's
+           # optional RoleManagement.ReadWrite.Directory, granted with the step
+           "RoleManagement.Read.Directory"),
     exchange=("Exchange.ManageAsApp",),
     roles=("User Administrator", "Exchange Administrator"),
     why="undo a run after a false positive: re-enable rules and the account, leave the MFA "

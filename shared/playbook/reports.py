@@ -9,6 +9,7 @@ text passes the log redaction as a last line of defence; the journal holds no se
 
 The CLI and the demo also print a run straight from its record and step results, before (or
 without) loading the rest: `text_table` for the terminal, `run_json` / `run_json_text`.
+The printable case report (and its PDF) builds on this one: `case_report`, `case_pdf`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from shared.logs import redact
 from shared.models import StepResult
 from shared.playbook.release import RELEASE_ROW, items_from_record
+from shared.playbook.verify import describe as verification_text
 from shared.safety import approvals
 from shared.state.journal import RunRecord, safe_key
 
@@ -139,6 +141,16 @@ def _describe(change: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in change.items() if k != "rule")
 
 
+def describe_change(change: dict[str, Any]) -> str:
+    """One recorded change in words (what, from what to what), as every report says it."""
+    return _describe(change)
+
+
+def outcome_word(result: StepResult | None) -> str:
+    """How a step's outcome reads in a report ("not run" when it has no result)."""
+    return _MARK.get(result.status.value, result.status.value) if result else "not run"
+
+
 def changes(report: RunReport) -> list[tuple[str, str]]:
     return [(name, _describe(c)) for name in report.run.steps
             for c in (report.results[name].changes if name in report.results else [])]
@@ -165,7 +177,8 @@ def as_json(report: RunReport) -> dict[str, Any]:
         "createdAt": run.created_at.isoformat(),
         "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
         "steps": [{"step": n, **(report.results[n].model_dump(mode="json", exclude={"data"})
-                                 if n in report.results else {"status": "not_run"})}
+                                 if n in report.results else {"status": "not_run"}),
+                   **_verification(report.results.get(n))}
                   for n in run.steps],
         "timeline": [{"at": _iso(t.at), "kind": t.kind, "text": _clean(t.text)}
                      for t in timeline(report)],
@@ -177,6 +190,13 @@ def as_json(report: RunReport) -> dict[str, Any]:
         if report.release else None,
         "cannotBeUndone": not_undoable(report),
     }
+
+
+def _verification(result: StepResult | None) -> dict[str, Any]:
+    """`{"verification": ...}` when the step read its change back (`data["verification"]`),
+    else nothing: the key is added only where there is something to say."""
+    found = result.data.get("verification") if result is not None else None
+    return {"verification": found} if isinstance(found, dict) and "verified" in found else {}
 
 
 def json_text(report: RunReport) -> str:
@@ -249,11 +269,13 @@ def markdown(report: RunReport) -> str:
         out.append(f"- **evidence**: {_md(report.evidence_url)}")
     out += ["", "## Timeline", "", "| when (UTC) | what | detail |", "| --- | --- | --- |"]
     out += [f"| {_md(_iso(t.at))} | {_md(t.kind)} | {_md(t.text)} |" for t in timeline(report)]
-    out += ["", "## Steps", "", "| step | outcome | detail |", "| --- | --- | --- |"]
+    out += ["", "## Steps", "", "| step | outcome | detail | read back |",
+            "| --- | --- | --- | --- |"]
     for name in run.steps:
         r = report.results.get(name)
         outcome = _MARK.get(r.status.value, r.status.value) if r else "not run"
-        out.append(f"| {_md(name)} | {_md(outcome)} | {_md(r.summary if r else '')} |")
+        out.append(f"| {_md(name)} | {_md(outcome)} | {_md(r.summary if r else '')} | "
+                   f"{_md(verification_text(r))} |")
     out += ["", "## What changed", ""]
     out += [f"- {_md(s)}: {_md(c)}" for s, c in changes(report)] or ["- nothing"]
     if report.approval:
@@ -302,8 +324,12 @@ def html_page(report: RunReport) -> str:
         r = report.results.get(name)
         outcome = _MARK.get(r.status.value, r.status.value) if r else "not run"
         css = r.status.value if r else ""
+        check = verification_text(r)
+        check_css = ("done" if check.startswith("verified") else
+                     "failed" if check.startswith("differences") else "")
         rows.append(f"<tr><td><code>{_h(name)}</code></td><td class=\"{_h(css)}\">"
-                    f"{_h(outcome)}</td><td>{_h(r.summary if r else '')}</td></tr>")
+                    f"{_h(outcome)}</td><td>{_h(r.summary if r else '')}</td>"
+                    f"<td class=\"{check_css}\">{_h(check)}</td></tr>")
     events = "".join(
         f"<li><span class=\"when\">{_h(_iso(t.at))}</span> <span class=\"kind\">{_h(t.kind)}"
         f"</span> {_h(t.text)}</li>" for t in timeline(report))
@@ -326,7 +352,8 @@ def html_page(report: RunReport) -> str:
                 else f"<code>{_h(url)}</code>")
         parts.append(f"<p>Evidence: {link}</p>")
     parts += ["<h2>Timeline</h2>", f"<ol class=\"timeline\">{events}</ol>",
-              "<h2>Steps</h2><table><tr><th>step</th><th>outcome</th><th>detail</th></tr>",
+              "<h2>Steps</h2><table><tr><th>step</th><th>outcome</th><th>detail</th>"
+              "<th>read back</th></tr>",
               "".join(rows), "</table>", "<h2>What changed</h2>",
               f"<ul>{changed or '<li>nothing</li>'}</ul>"]
     if report.approval:

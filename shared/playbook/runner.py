@@ -10,6 +10,11 @@
 - One delivery at a time acts on a run: it holds the run's lease (RUN_LEASE_SECONDS,
   renewed in the background) and its steps stop when the delivery stops. Any other failure
   on the last allowed delivery marks the run `poisoned`, so it does not stay `running`.
+- Lanes: from the remediation queue (lane `contain`) a run does its containment steps
+  (password, sessions, sign-in) and queues the rest of its playbook on the clean-up queue
+  (lane `cleanup`), where the same run carries on. Each queue trigger has its own
+  concurrency, so in a storm every account is contained before clean-up takes the
+  capacity. A direct call (CLI, tests; lane `all`) runs the whole playbook at once.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
@@ -29,6 +35,7 @@ from shared.permissions import explain_forbidden
 from shared.playbook.catalogue import check_policy
 from shared.playbook.context import StepContext
 from shared.playbook.registry import REGISTRY, Step, get_step
+from shared.playbook.verify import verified
 from shared.safety import approvals, notify
 from shared.safety.exclusions import exclusion_reason
 from shared.services import Services
@@ -45,6 +52,7 @@ instance's runs are free again within a minute, and a deferred delivery comes ba
 RUN_LEASE_ROW = "lease"
 """The run lease's row in the run's partition (beside the run record and its steps)."""
 TERMINAL_RUN_STATES = frozenset({"finished", "failed", "refused", "released", "poisoned"})
+Lane = Literal["all", "contain", "cleanup"]
 
 
 class RetryableRunError(ResponderError):
@@ -62,6 +70,8 @@ class RunOutcome:
     already_done: bool = False
     others: list[RunOutcome] = field(default_factory=list)
     """Further runs handled by the same request (a release of all of a user's runs)."""
+    handed_off: bool = False
+    """The run contained its account and its other steps go to the clean-up lane."""
 
     @property
     def failed_steps(self) -> list[str]:
@@ -110,17 +120,22 @@ async def run_request(
     dequeue_count: int = 1,
     max_dequeue_count: int = 5,
     dry_run: bool | None = None,
+    lane: Lane = "all",
 ) -> RunOutcome:
-    """Run (or resume) the playbook for one request. Raises RetryableRunError to retry."""
+    """Run (or resume) the playbook for one request. Raises RetryableRunError to retry.
+
+    `lane` "contain" stops after the containment steps and queues the rest for the
+    clean-up lane; "cleanup" and "all" run every step not done yet."""
     dry = bool(request.dry_run or services.settings.dry_run or dry_run)
     run_id = run_id_for(request, dry)
     with run_context(run_id):
         return await _run_request(services, request, run_id, dry, dequeue_count,
-                                  max_dequeue_count)
+                                  max_dequeue_count, lane)
 
 
 async def _run_request(services: Services, request: RemediationRequest, run_id: str, dry: bool,
-                       dequeue_count: int, max_dequeue_count: int) -> RunOutcome:
+                       dequeue_count: int, max_dequeue_count: int,
+                       lane: Lane = "all") -> RunOutcome:
     journal = services.journal
     run = await journal.get_run(run_id)
     if run and run.state in TERMINAL_RUN_STATES:
@@ -146,18 +161,18 @@ async def _run_request(services: Services, request: RemediationRequest, run_id: 
             await _give_up_if_last(services, run, exc, dequeue_count, max_dequeue_count)
             raise
         if busy:
-            return await _defer(services, run, request, busy)
+            return await _defer(services, run, request, busy, lane)
         try:
-            return await lease.run_while_held(_claimed_run(
+            outcome = await lease.run_while_held(_claimed_run(
                 services, request, run, playbook, steps, dry, dequeue_count,
-                max_dequeue_count))
+                max_dequeue_count, lane))
         except LeaseLost as exc:
             # This delivery stalled past its lease, or could not renew it (storage down):
             # it stops. Another holder may carry on, or nobody: the request goes back on
             # the queue for when the lease has run out (there it finds the run finished,
             # busy, or free to resume), so the run never stays `running` without a message.
             log.warning("run lease lost, delivery stopped: %s", exc)
-            await _defer(services, run, request, RUN_LEASE_SECONDS)
+            await _defer(services, run, request, RUN_LEASE_SECONDS, lane)
             await journal.event(run_id, "lease-lost", f"this delivery stopped: {exc}")
             return RunOutcome(run, await journal.step_results(run_id), already_done=True)
         except (RetryableRunError, ValidationError):
@@ -172,6 +187,17 @@ async def _run_request(services: Services, request: RemediationRequest, run_id: 
             await asyncio.shield(lease.release())
         except Exception as exc:  # the lease then lapses on its own
             log.warning("could not release the run lease: %s", type(exc).__name__)
+    if outcome.handed_off:
+        # Queued only now that the lease is given back, so the clean-up delivery does not
+        # find the run busy. If this fails, the delivery fails and is retried: its
+        # redelivery finds containment done and runs the rest itself.
+        try:
+            await services.storage.enqueue(services.settings.cleanup_queue,
+                                           request.to_message())
+        except Exception as exc:
+            await _give_up_if_last(services, run, exc, dequeue_count, max_dequeue_count)
+            raise
+    return outcome
 
 
 async def _give_up_if_last(services: Services, run: RunRecord, exc: Exception,
@@ -201,12 +227,13 @@ async def _give_up_if_last(services: Services, run: RunRecord, exc: Exception,
 
 
 async def _defer(services: Services, run: RunRecord, request: RemediationRequest,
-                 busy: float) -> RunOutcome:
-    """Another delivery holds this run: put the request back for when its lease ends
-    (instead of failing, which would spend the message's delivery count)."""
+                 busy: float, lane: Lane = "all") -> RunOutcome:
+    """Another delivery holds this run: put the request back (on its lane's queue) for when
+    its lease ends (instead of failing, which would spend the message's delivery count)."""
     delay = int(min(busy, RUN_LEASE_SECONDS)) + 1
-    await services.storage.enqueue(services.settings.remediation_queue, request.to_message(),
-                                   visibility_timeout=delay)
+    queue = (services.settings.cleanup_queue if lane == "cleanup"
+             else services.settings.remediation_queue)
+    await services.storage.enqueue(queue, request.to_message(), visibility_timeout=delay)
     await services.journal.event(run.run_id, "deferred", "another delivery is running this "
                                  f"request; retried in {delay} s")
     return RunOutcome(run, await services.journal.step_results(run.run_id), already_done=True)
@@ -214,7 +241,7 @@ async def _defer(services: Services, run: RunRecord, request: RemediationRequest
 
 async def _claimed_run(services: Services, request: RemediationRequest, run: RunRecord,
                        playbook: str, steps: list[str], dry: bool, dequeue_count: int,
-                       max_dequeue_count: int) -> RunOutcome:
+                       max_dequeue_count: int, lane: Lane = "all") -> RunOutcome:
     journal = services.journal
     run_id = run.run_id
     run.attempts += 1
@@ -273,11 +300,15 @@ async def _claimed_run(services: Services, request: RemediationRequest, run: Run
             if needs or name == "notify":
                 waiting[name] = f"waits for {', '.join(needs) or 'the approval decision'}"
 
-    retry_errors = await _run_waves(ctx, [s for s in steps if s not in waiting], done,
+    acting = [s for s in steps if s not in waiting]
+    later = _cleanup_steps(acting, done) if lane == "contain" else []
+    retry_errors = await _run_waves(ctx, [s for s in acting if s not in later], done,
                                     run.attempts)
     if retry_errors:
         await _save_retry(services, run, retry_errors[0], dequeue_count, max_dequeue_count)
         raise RetryableRunError("; ".join(str(e) for e in retry_errors))
+    if later:
+        return await _hand_off(services, run, ctx, request, later)
     if waiting:
         return await _wait_for_approval(services, run, ctx, steps, waiting)
     failed = [n for n, r in ctx.results.items() if r.status == StepStatus.FAILED]
@@ -288,6 +319,27 @@ async def _claimed_run(services: Services, request: RemediationRequest, run: Run
         reason = "; ".join(filter(None, [reason, "approval expired (escalated): not done: "
                                           + ", ".join(gate.skipped)]))
     return await _finish(services, run, state, reason, ctx.results)
+
+
+def _cleanup_steps(steps: list[str], done: dict[str, StepResult]) -> list[str]:
+    """The steps the contain lane leaves for the clean-up lane: all but the containment
+    steps, when some containment step is still to do (otherwise nothing is split: a run
+    with nothing to contain, or resumed after containment, goes on in this delivery)."""
+    pending = [s for s in steps if s not in done]
+    if not any(get_step(s).containment for s in pending):
+        return []
+    return [s for s in pending if not get_step(s).containment]
+
+
+async def _hand_off(services: Services, run: RunRecord, ctx: StepContext,
+                    request: RemediationRequest, later: list[str]) -> RunOutcome:
+    """Containment is done: record it; the caller queues the run's other steps for the
+    clean-up lane once the run lease is given back. The run stays `running`."""
+    contained = [n for n, r in ctx.results.items() if get_step(n).containment]
+    run.reason = f"contained ({', '.join(contained)}); clean-up queued: {', '.join(later)}"
+    await services.journal.save_run(run)
+    await services.journal.event(run.run_id, "contained", run.reason)
+    return RunOutcome(run, ctx.results, handed_off=True)
 
 
 async def _wait_for_approval(services: Services, run: RunRecord, ctx: StepContext,
@@ -410,13 +462,14 @@ async def _plan_and_apply(ctx: StepContext, step: Step) -> StepResult:
     if plan.skip:
         return StepResult(step=step.name, status=StepStatus.SKIPPED, summary=plan.skip)
     if plan.nothing is not None and not plan.actions:
+        # What the step found is kept with the outcome (the run's evidence), also here.
         return StepResult(step=step.name, status=StepStatus.NOTHING_TO_DO,
-                          summary=plan.nothing)
+                          summary=plan.nothing, data=dict(plan.data))
     if ctx.dry_run:
         return StepResult(step=step.name, status=StepStatus.PLANNED,
                           summary="; ".join(plan.actions),
-                          data={"wouldDo": plan.actions})
-    return await step.apply(ctx, plan)
+                          data={**plan.data, "wouldDo": plan.actions})
+    return await verified(ctx, step, await step.apply(ctx, plan))
 
 
 async def _save_retry(services: Services, run: RunRecord, exc: Exception, dequeue_count: int,

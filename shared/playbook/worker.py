@@ -19,7 +19,7 @@ from pydantic import ValidationError as PydanticValidationError
 from shared.errors import ValidationError
 from shared.models import MAX_MESSAGE_BYTES, RemediationRequest
 from shared.playbook.release import release_run
-from shared.playbook.runner import RunOutcome, run_request
+from shared.playbook.runner import Lane, RunOutcome, run_request
 from shared.services import Services
 from shared.state import partitions
 from shared.state.clock import now
@@ -81,12 +81,16 @@ async def handle_message(
     dequeue_count: int = 1,
     message_id: str | None = None,
     max_dequeue_count: int = MAX_DEQUEUE_COUNT,
+    lane: Lane = "all",
 ) -> MessageOutcome:
-    """Handle one delivery. Raises (RetryableRunError) only when the host should retry."""
+    """Handle one delivery. Raises (RetryableRunError) only when the host should retry.
+
+    `lane`: "contain" from the remediation queue, "cleanup" from the clean-up queue
+    (shared.playbook.runner, lanes); "all" runs the whole playbook in this delivery."""
     try:
         request = parse_request(body)
         outcome = await dispatch(services, request, dequeue_count=dequeue_count,
-                                 max_dequeue_count=max_dequeue_count)
+                                 max_dequeue_count=max_dequeue_count, lane=lane)
     except ValidationError as exc:
         await poison_invalid(services, body, str(exc), message_id)
         return MessageOutcome("invalid", str(exc))

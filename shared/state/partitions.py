@@ -33,6 +33,9 @@ INTAKE_POLLER = "intake-poller"
 INTAKE_USER_CHECKS = "intake-user-checks"
 """Users a change notification named, waiting for the poller's paced risk read."""
 
+RATE_BUDGETS = "rate-budgets"
+"""One row per shared per-tenant request budget (shared.state.budget)."""
+
 SWEEP_REPORTS = "sweep-reports"
 """The latest report of each sweep."""
 SECURE_SCORE_HISTORY = "securescore-history"
@@ -49,6 +52,6 @@ def sweep_events(name: str) -> str:
 ALL: tuple[str, ...] = (
     INVALID_MESSAGES, NOTIFICATIONS, APPROVALS, APPROVAL_REFUSALS, PENDING_UNBLOCKS,
     SWEEP_CHECKPOINTS, SWEEP_LEASES, INTAKE, INTAKE_USERS, INTAKE_DETECTIONS, INTAKE_POLLER,
-    INTAKE_USER_CHECKS, SWEEP_REPORTS, SECURE_SCORE_HISTORY, SECURE_SCORE_LAST,
+    INTAKE_USER_CHECKS, RATE_BUDGETS, SWEEP_REPORTS, SECURE_SCORE_HISTORY, SECURE_SCORE_LAST,
 )
 """Every fixed partition (per-run and per-sweep partitions are named by functions)."""

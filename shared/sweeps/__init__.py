@@ -6,6 +6,7 @@ needs (`shared.permissions.COMPONENT_MODULES` lists it)."""
 from shared.sweeps import (
     audit,
     forwarding_rules,
+    reinfection,
     restricted_senders,
     risky_users,
     secure_score,
@@ -17,5 +18,5 @@ from shared.sweeps.registry import Sweep, all_sweeps, get_sweep
 from shared.sweeps.runner import run_sweep
 
 __all__ = ["SWEEPS", "SWEEP_NAMES", "Sweep", "SweepResult", "all_sweeps", "audit",
-           "forwarding_rules", "get_sweep", "restricted_senders", "risky_users", "run_sweep",
-           "secure_score", "stalled_runs"]
+           "forwarding_rules", "get_sweep", "reinfection", "restricted_senders", "risky_users",
+           "run_sweep", "secure_score", "stalled_runs"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from shared.sweeps import (
     audit,
     forwarding_rules,
+    reinfection,
     restricted_senders,
     risky_users,
     secure_score,
@@ -18,7 +19,8 @@ from shared.sweeps import (
 )
 from shared.sweeps.registry import REGISTRY, Sweep
 
-MODULES = (audit, risky_users, restricted_senders, stalled_runs, forwarding_rules, secure_score)
+MODULES = (audit, risky_users, restricted_senders, stalled_runs, forwarding_rules, secure_score,
+           reinfection)
 """The sweep modules, in the order the CLI and docs list them."""
 
 SWEEPS: dict[str, type[Sweep]] = {

@@ -13,9 +13,16 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 Sender = Callable[[Sequence[str]], Awaitable[Mapping[str, Any] | None]]
+
+
+class SlotSource(Protocol):
+    """Time slots shared beyond this process (shared.state.budget.TenantBudget): all the
+    app's instances together keep a per-tenant rate."""
+
+    async def wait_turn(self, spacing: float) -> None: ...
 
 
 class IntervalGate:
@@ -34,6 +41,9 @@ class IntervalGate:
         shrinks back towards `min_interval` while calls go through at once."""
         self._last = 0.0
         self._lock: asyncio.Lock | None = None
+        self.shared: SlotSource | None = None
+        """When set, the slots come from the budget all instances share (the tenant's
+        rate is for all of them), not from this process's own spacing."""
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
@@ -47,7 +57,9 @@ class IntervalGate:
             self._lock = asyncio.Lock()
         async with self._lock:
             gap = self.interval - (time.monotonic() - self._last)
-            if gap > 0:
+            if self.shared is not None:
+                await self.shared.wait_turn(self.interval)
+            elif gap > 0:
                 await asyncio.sleep(gap)
             started = time.monotonic()
             try:
@@ -189,15 +201,19 @@ class Pacer:
     """Spaces requests at least `interval` apart, from the end of one to the start of the
     next (so network jitter cannot squeeze two into one second at the server)."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, shared: SlotSource | None = None) -> None:
         self.interval = interval
+        self.shared = shared
+        """The budget all instances share, when set (see IntervalGate.shared)."""
         self._lock = asyncio.Lock()
         self._last_end = float("-inf")
 
     async def run(self, send: Any) -> Any:
         async with self._lock:
             wait = self._last_end + self.interval - time.monotonic()
-            if wait > 0:
+            if self.shared is not None:
+                await self.shared.wait_turn(self.interval)
+            elif wait > 0:
                 await asyncio.sleep(wait)
             try:
                 return await send()

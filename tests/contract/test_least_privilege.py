@@ -107,8 +107,10 @@ class Harness:
                "RESPONDER_SWEEP_FORWARDING_ENABLED": "true",
                **(storage or {})}
         settings = make_settings(self.azurite, self.emulator, **env)
+        # Every step acts at once: approvalRequiredSteps would hold some for a person.
         svc = Services.create(settings, credential=StaticTokenCredential(token),
-                              policy=parse_policy(POLICY), confirm_window=0.05)
+                              policy=parse_policy({**POLICY, "approvalRequiredSteps": []}),
+                              confirm_window=0.05)
         # The emulator does not throttle Identity Protection here: no 1 s spacing needed.
         svc.confirm.gate.min_interval = svc.confirm.gate.interval = 0.0
         self.opened.append(svc)
@@ -125,8 +127,9 @@ class Harness:
         svc = self.services(token)
         runtime.use_services(svc)
         try:
-            if name == "release":
-                # the run to release is made with the full grant, in the same journal
+            if name in ("release", "sweep:reinfection"):
+                # the run to release (or to watch for re-infection) is made with the full
+                # grant, in the same journal
                 full = self.services(full_token, storage={
                     "REMEDIATION_QUEUE": svc.settings.remediation_queue,
                     "RESPONDER_JOURNAL_TABLE": svc.settings.journal_table,
@@ -203,7 +206,12 @@ async def harness(azurite: Any) -> AsyncIterator[Harness]:
 
 
 def _declared_everything() -> tuple[list[str], list[str]]:
-    perms = [*GRANT["graphApplicationPermissions"], *GRANT["exchangeApplicationPermissions"]]
+    """The full grant: the playbook phase runs every step, so the permissions requested only
+    when the policy enables a step (optionalGraphApplicationPermissions) are granted too."""
+    optional = sorted({p for perms in GRANT["optionalGraphApplicationPermissions"].values()
+                       for p in perms} - set(GRANT["graphApplicationPermissions"]))
+    perms = [*GRANT["graphApplicationPermissions"], *optional,
+             *GRANT["exchangeApplicationPermissions"]]
     return perms, list(GRANT["directoryRoles"])
 
 
@@ -214,6 +222,7 @@ def test_the_generated_list_is_what_the_code_declares() -> None:
         assert summary[key] == GRANT[key], (
             f"{key}: the code and infra/permissions.json disagree; run "
             "`python -m devtools.permissions`")
+    assert permissions.optional_summary() == GRANT["optionalGraphApplicationPermissions"]
     phased = set().union(*PHASES.values()) | NOT_PHASED
     assert set(permissions.collect()) <= phased, "a component acts in no phase of this test"
 

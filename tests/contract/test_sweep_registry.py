@@ -21,7 +21,7 @@ from tests.infra.bicep_checks import block_after, object_entries, strip_comments
 ROOT = Path(__file__).resolve().parents[2]
 MAIN_BICEP = ROOT / "infra" / "main.bicep"
 PUBLIC_SWEEPS = ("audit", "risky_users", "restricted_senders", "stalled_runs",
-                 "forwarding_rules", "secure_score")
+                 "forwarding_rules", "secure_score", "reinfection")
 """The sweep names are public: the CLI takes them, timer function names carry them."""
 NCRONTAB = re.compile(r"(\S+ ){5}\S+")
 

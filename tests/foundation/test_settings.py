@@ -74,6 +74,9 @@ FEATURE_FIELDS = {
                                                   True),
     "RESPONDER_WEBHOOK_SECRET": ("webhook_secret", "hook-s3cret", "hook-s3cret"),
     "RESPONDER_NOTIFY_TIMEOUT_SECONDS": ("notify_timeout_seconds", "12", 12.0),
+    "RESPONDER_CHROMIUM_PATH": ("chromium_path", " /opt/chromium/chrome ",
+                                "/opt/chromium/chrome"),
+    "RESPONDER_PDF_TIMEOUT_SECONDS": ("pdf_timeout_seconds", "90", 90.0),
 }
 """Every feature setting the code reads: its typed field, a value, and what it parses to."""
 
@@ -113,6 +116,8 @@ def test_empty_feature_settings_mean_the_default():
     ("RESPONDER_NOTIFY_TIMEOUT_SECONDS", "soon"),
     ("RESPONDER_NOTIFY_TIMEOUT_SECONDS", "0.1"),
     ("RESPONDER_NOTIFY_TIMEOUT_SECONDS", "60"),
+    ("RESPONDER_PDF_TIMEOUT_SECONDS", "1"),
+    ("RESPONDER_PDF_TIMEOUT_SECONDS", "forever"),
     ("RESPONDER_SWEEPS_DRY_RUN", "maybe"),
     ("RESPONDER_SWEEP_FORWARDING_ENABLED", "enabled"),
     ("RESPONDER_APPROVAL_TRUST_PRINCIPAL_HEADER", "yes"),

@@ -213,7 +213,13 @@ def test_permissions_json_shape() -> None:
     doc = bc.load_json(PERMISSIONS_JSON)
     assert list(doc) == ["generatedBy", "graphResourceAppId", "exchangeResourceAppId",
                          "graphApplicationPermissions", "exchangeApplicationPermissions",
-                         "directoryRoles", "components"]
+                         "directoryRoles", "components", "optionalGraphApplicationPermissions"]
+    # requested only when the policy enables the component: never in the granted union
+    optional = doc["optionalGraphApplicationPermissions"]
+    assert optional == permissions.optional_summary()
+    assert set(optional) <= set(doc["components"])
+    assert "RoleManagement.ReadWrite.Directory" in optional["step:remove_admin_roles"]
+    assert "RoleManagement.ReadWrite.Directory" not in doc["graphApplicationPermissions"]
     assert "devtools.permissions" in doc["generatedBy"]
     for key in ("graphApplicationPermissions", "exchangeApplicationPermissions",
                 "directoryRoles"):
@@ -272,6 +278,28 @@ def test_graph_module_consumes_permissions_json() -> None:
     config = bc.load_json(INFRA / "bicepconfig.json")
     assert config["extensions"]["microsoftGraphV1"].startswith(
         "br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:")
+
+
+def test_optional_permissions_are_granted_only_when_enabled() -> None:
+    """graph-permissions.bicep grants permissions.json's optional map only for the
+    components main.bicep enables; role removal is off unless the deployer turns it on."""
+    module = bc.strip_comments(text(GRAPH_MODULE))
+    assert re.search(r"param\s+optionalComponents\s+array\s*=\s*\[\]", module)
+    assert "permissions.optionalGraphApplicationPermissions[component]" in module
+    assert re.search(r"!contains\(graphPermissions, permission\)", module)
+    loop = bc.block_after(module, r"^resource\s+optionalGraphAssignments\s+'Microsoft\.Graph/"
+                                  r"appRoleAssignedTo@v1\.0'\s*=")
+    assert loop and re.search(r"for\s+permission\s+in\s+optionalPermissions\s*:", loop)
+    assert "resourceId: graphSp.id" in loop
+    main = bc.strip_comments(text(MAIN))
+    assert bc.params(main)["enableRoleRemoval"].endswith("= false")
+    call = bc.block_after(main, r"^module\s+\w+\s+'modules/graph-permissions\.bicep'")
+    assert call and "optionalComponents: enableRoleRemoval ? ['step:remove_admin_roles'] : []" \
+        in call
+    assert set(permissions.optional_summary()) == {"step:remove_admin_roles"}, \
+        "a new optional component needs its own deployment parameter in main.bicep"
+    params = bc.load_json(INFRA / "main.parameters.json")["parameters"]
+    assert params["enableRoleRemoval"]["value"] == "${RESPONDER_ENABLE_ROLE_REMOVAL=false}"
 
 
 def test_hard_coded_permission_list_is_reported() -> None:

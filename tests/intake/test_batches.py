@@ -115,7 +115,8 @@ async def test_a_5000_record_body_is_answered_at_once_and_taken_in_by_the_worker
 
 
 async def test_a_redelivered_intake_message_adds_nothing(bsvc: Services) -> None:
-    records = [detection(k % 30, k, recent(20, k * 0.01)) for k in range(SYNC_MAX_SIGNALS + 10)]
+    records = [detection(k % 30, k, recent(20, k * 0.01))
+               for k in range(max(SYNC_MAX_SIGNALS + 10, 60))]
     body = json.dumps({"value": records}).encode()
     resp = await user_function("risk_alert_http")(post(body))
     assert resp.status_code == 202 and json.loads(resp.get_body())["queued"] is True

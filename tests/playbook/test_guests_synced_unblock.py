@@ -77,8 +77,10 @@ async def test_synced_user_writes_are_partial_with_the_on_premises_action(servic
     stats = await run_via_queue(services, {
         "user": DIEGO, "requestId": "sync-1",
         "actions": ["reset_password", "disable_account", "revoke_sessions"]})
-    # refused by the cloud: recorded once, never retried (one delivery, one PATCH each)
-    assert stats.failed == 0 and stats.delivered == 1
+    # refused by the cloud: recorded once, never retried (one delivery per lane, one
+    # PATCH each; the evidence follows in the clean-up lane)
+    assert stats.failed == 0 and stats.by_function == {"remediation_worker": 1,
+                                                       "remediation_cleanup": 1}
     run = await services.journal.get_run("sync-1")
     assert run.state == "finished", run.reason
     results = await services.journal.step_results("sync-1")
@@ -128,7 +130,8 @@ async def test_release_refused_past_the_limit_is_partial_and_not_retried(service
     emulator.configure(blocked_sender_release_limit=0)
     stats = await run_via_queue(services, {"user": MEGAN, "requestId": "limit-1",
                                            "actions": ["revoke_sessions", "request_unblock"]})
-    assert stats.failed == 0 and stats.delivered == 1
+    assert stats.failed == 0 and stats.by_function == {"remediation_worker": 1,
+                                                       "remediation_cleanup": 1}
     result = (await services.journal.step_results("limit-1"))["request_unblock"]
     assert result.status == "partial" and "Microsoft support" in result.summary
     assert len([e for e in emulator.requests()

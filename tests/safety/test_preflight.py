@@ -128,6 +128,27 @@ async def test_a_permission_only_a_disabled_feature_needs_is_a_warning(make: Any
     assert report.exit_code == 0
 
 
+async def test_an_optional_permission_is_checked_only_when_a_playbook_uses_its_step(
+        make: Any) -> None:
+    """RoleManagement.ReadWrite.Directory (remove_admin_roles) is requested only when the
+    policy enables the step: not checked at all without it, missing with it."""
+    perm = "RoleManagement.ReadWrite.Directory"
+    assert perm not in GRAPH_ROLES  # not in the granted union of permissions.json
+    report = await run_preflight(make(), env={})
+    assert f"graph-permission:{perm}" not in by_name(report) and report.exit_code == 0
+
+    with_step = {"full": ["collect_evidence", "remove_admin_roles", "notify"]}
+    levels = {"high": "full", "medium": "full", "low": "full"}
+    report = await run_preflight(make(playbooks=with_step, riskLevelPlaybooks=levels), env={})
+    check = by_name(report)[f"graph-permission:{perm}"]
+    assert check.status == "missing" and check.features == ["step:remove_admin_roles"]
+    assert "enableRoleRemoval" in check.fix and report.exit_code == 1
+
+    granted = make(roles=[*GRAPH_ROLES, perm], playbooks=with_step, riskLevelPlaybooks=levels)
+    assert by_name(await run_preflight(granted, env={}))[f"graph-permission:{perm}"].status \
+        == "ok"
+
+
 async def test_a_missing_directory_role_is_named_with_its_fix(make: Any) -> None:
     held = [r for r in DIRECTORY_ROLES if r != "User Administrator"]
     report = await run_preflight(make(directory_roles=held), env={})

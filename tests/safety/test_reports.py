@@ -14,6 +14,7 @@ import pytest
 
 from shared.logs import JsonFormatter, RedactingFilter, RunIdFilter, run_context
 from shared.playbook import reports
+from shared.playbook.case_report import case_html, load_case
 from tests.conftest import TOKEN
 from tests.playbook.conftest import MEGAN, run_via_queue
 from tests.safety.conftest import (
@@ -61,7 +62,7 @@ async def test_report_endpoint_formats_and_function_key_auth(make_services, emul
     assert data["runId"] == "rep-1" and data["timeline"][0]["kind"] == "signal"
     assert any("forwarding" in c["change"] for c in data["changes"])
     assert (await _report_http("rep-1", None)).status_code == 200  # html by default
-    assert (await _report_http("rep-1", "pdf")).status_code == 400
+    assert (await _report_http("rep-1", "docx")).status_code == 400
     assert (await _report_http("no-such-run", "md")).status_code == 404
 
 
@@ -133,6 +134,7 @@ async def test_no_password_or_token_in_reports_logs_or_journal(
         report = await reports.load(svc, run_id)
         haystack += [reports.markdown(report), reports.html_page(report),
                      reports.json_text(report)]
+        haystack.append(case_html(await load_case(svc, run_id)))
         for fmt in ("html", "md", "json"):
             haystack.append((await _report_http(run_id, fmt)).get_body().decode())
         haystack.append(json.dumps(await svc.journal.get_evidence(run_id, "evidence")))

@@ -5,14 +5,15 @@ from __future__ import annotations
 import secrets
 import string
 
-from shared.errors import BadRequest
+from shared.errors import BadRequest, InvalidTimestamp
 from shared.models import StepResult, StepStatus
 from shared.playbook.context import Plan, StepContext
-from shared.playbook.registry import Step, register
+from shared.playbook.registry import Step, Verification, register
 from shared.playbook.undo import ReleaseContext, Undo, finished_changes
 from shared.tenant.graph import directory, identity_protection
 from shared.tenant.graph.directory import PERM_ENABLE, PERM_PASSWORD, PERM_REVOKE, PERM_USER_READ
 from shared.tenant.graph.identity_protection import PERM_RISKY_READ, PERM_RISKY_WRITE
+from shared.timestamps import parse_time
 
 _ALPHABET = string.ascii_letters + string.digits + "!#$%&()*+,-.:;<=>?@[]^_{|}~"
 
@@ -52,6 +53,23 @@ SYNCED_ENABLE = ("on-premises-mastered user: enable the account in on-premises A
                  "disabled there during containment")
 
 
+def _later(after: object, before: object) -> bool:
+    """Whether a Graph timestamp read after a change is set and later than the one read
+    before it (an unreadable earlier value only requires the later one to be set)."""
+    if not after:
+        return False
+    try:
+        later = parse_time(after)
+    except InvalidTimestamp:
+        return False
+    if not before:
+        return True
+    try:
+        return later > parse_time(before)
+    except InvalidTimestamp:
+        return True
+
+
 def external(ctx_user: directory.DirectoryUser) -> bool:
     """A B2B user (`#EXT#` UPN, or an invited guest): password and sessions live at home."""
     return "#ext#" in ctx_user.upn.lower() or (
@@ -67,6 +85,7 @@ class ResetPassword(Step):
     instead (policy guests.blockSignIn)."""
 
     name = "reset_password"
+    containment = True
     # accountEnabled (blocking a guest) is written with User.Read.All beside the narrow right
     graph_permissions = (PERM_PASSWORD, PERM_ENABLE, PERM_USER_READ)
     directory_roles = ("User Administrator", "Privileged Authentication Administrator")
@@ -137,6 +156,33 @@ class ResetPassword(Step):
                           summary="password reset to a random value; change forced at sign-in",
                           changes=[change])
 
+    async def verify(self, ctx: StepContext, result: StepResult) -> Verification | None:
+        """Read the user again: lastPasswordChangeDateTime ("the time when this user last
+        changed their password or when their password was created", returned only on
+        $select: https://learn.microsoft.com/en-us/graph/api/resources/user) must be later
+        than when this delivery read the user; a guest's accountEnabled must read false.
+        Not read back: the password (never returned) and forceChangePasswordNextSignIn
+        (the passwordProfile page describes what is written, not what a read returns:
+        https://learn.microsoft.com/en-us/graph/api/resources/passwordprofile)."""
+        whats = {c.get("what") for c in result.changes}
+        now_user = await directory.resolve_user(ctx.graph, ctx.user.id)
+        differences: list[str] = []
+        notes: list[str] = []
+        if "password" in whats:
+            before = ctx.user.raw.get("lastPasswordChangeDateTime")
+            after = now_user.raw.get("lastPasswordChangeDateTime")
+            if not _later(after, before):
+                differences.append(f"lastPasswordChangeDateTime is {after or 'empty'} (before "
+                                   f"the run: {before or 'empty'}): the new password does "
+                                   "not show")
+            notes.append("the forced change at next sign-in is not read back (not "
+                         "documented as readable)")
+            if ctx.user.synced:
+                notes.append("synced user: a later sync may replace the cloud password")
+        if "accountEnabled" in whats and now_user.account_enabled is not False:
+            differences.append(f"accountEnabled reads {now_user.account_enabled}, not false")
+        return Verification(not differences, differences, "; ".join(notes))
+
     async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
         """The password stays (reported); a guest's blocked sign-in is enabled again."""
         changes = finished_changes(result)
@@ -158,7 +204,9 @@ class RevokeSessions(Step):
     """Invalidate refresh tokens and session cookies so stolen sessions stop working."""
 
     name = "revoke_sessions"
-    graph_permissions = (PERM_REVOKE,)
+    containment = True
+    # User.Read.All reads signInSessionsValidFromDateTime back (verify)
+    graph_permissions = (PERM_REVOKE, PERM_USER_READ)
     reversible = "nothing to undo: the user signs in again"
     cannot_undo = "nothing to undo: the user signs in again"
     undo_order = 90
@@ -186,12 +234,33 @@ class RevokeSessions(Step):
                           summary="all sign-in sessions revoked",
                           changes=[{"what": "sessions", "to": "revoked"}])
 
+    async def verify(self, ctx: StepContext, result: StepResult) -> Verification | None:
+        """signInSessionsValidFromDateTime ("any refresh tokens or sessions tokens issued
+        before this time are invalid"; revokeSignInSessions resets it to now:
+        https://learn.microsoft.com/en-us/graph/api/resources/user,
+        https://learn.microsoft.com/graph/api/user-revokesigninsessions) must be later than
+        when this delivery read the user. The property moving does not prove every token is
+        refused yet: the page allows "a small delay of a few minutes"."""
+        now_user = await directory.resolve_user(ctx.graph, ctx.user.id)
+        before = ctx.user.raw.get("signInSessionsValidFromDateTime")
+        after = now_user.raw.get("signInSessionsValidFromDateTime")
+        notes = ["tokens can keep working for a few minutes after the revocation (documented "
+                 "delay)"]
+        if result.data.get("guest"):
+            notes.append(f"external user: {HOME_TENANT}")
+        if _later(after, before):
+            return Verification(True, note="; ".join(notes))
+        return Verification(False, [f"signInSessionsValidFromDateTime is {after or 'empty'} "
+                                    f"(before the run: {before or 'empty'}): the revocation "
+                                    "does not show"], "; ".join(notes))
+
 
 @register
 class DisableAccount(Step):
     """Block sign-in entirely (off in the default policy: it stops the user working)."""
 
     name = "disable_account"
+    containment = True
     # user-update lists accountEnabled under User.EnableDisableAccount.All + User.Read.All
     graph_permissions = (PERM_ENABLE, PERM_USER_READ)
     directory_roles = ("User Administrator",)
@@ -269,6 +338,24 @@ class ConfirmCompromised(Step):
                           summary="confirmed compromised in Identity Protection",
                           changes=[{"what": "riskState", "from": plan.data.get("from"),
                                     "to": "confirmedCompromised"}])
+
+    async def verify(self, ctx: StepContext, result: StepResult) -> Verification | None:
+        """riskState must read confirmedCompromised (riskyUser:
+        https://learn.microsoft.com/en-us/graph/api/resources/riskyuser); the read goes
+        through the same paced reader as the plan (1 request per second per tenant). The
+        resource has `isProcessing` ("whether a user's risky state is being processed by
+        the backend") and documents no delay: a state that has not moved yet while
+        isProcessing is true is reported with that note, as a difference."""
+        ctx.forget("risky_user")
+        risky = await ctx.risky_user() or {}
+        state = risky.get("riskState")
+        if state == "confirmedCompromised":
+            return Verification(True)
+        note = ("Identity Protection is still processing this user (isProcessing true): the "
+                "state can lag the confirmation; read it again later"
+                if risky.get("isProcessing") else "")
+        return Verification(False, [f"riskState reads {state or 'nothing (no riskyUser)'}, "
+                                    "not confirmedCompromised"], note)
 
     async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
         """Every release dismisses the user's risk, whether this run confirmed it or

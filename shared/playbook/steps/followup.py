@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from shared.errors import BadRequest, NotFound
 from shared.models import StepResult, StepStatus
 from shared.playbook.context import Plan, StepContext
-from shared.playbook.registry import Step, register
+from shared.playbook.registry import Step, Verification, register
 from shared.playbook.undo import ReleaseContext, Undo
 from shared.state import partitions
 from shared.state.clock import now
@@ -130,7 +130,9 @@ class RequestUnblock(Step):
     dry_run_description = "would release the user from restricted senders (or file a " \
                           "pending request) once containment succeeded"
     after = ("collect_evidence", *CONTAINMENT, "confirm_compromised", "require_mfa",
-             "enable_mailbox_audit")
+             "enable_mailbox_audit", "revoke_consent_grants", "remove_mailbox_delegates",
+             "block_mobile_devices")
+    """The release is asked for once the other ways back in are closed too (ordering)."""
     requires_success = CONTAINMENT
 
     async def plan(self, ctx: StepContext) -> Plan:
@@ -209,6 +211,23 @@ class RequestUnblock(Step):
         return StepResult(step=self.name, status=StepStatus.PARTIAL, summary="; ".join(lines),
                           data={"pending": plan.data["addresses"], "held": held})
 
+    async def verify(self, ctx: StepContext, result: StepResult) -> Verification | None:
+        """Get-BlockedSenderAddress for each released address: it must no longer be listed.
+        Microsoft says a release "can take up to 24 hours" to apply
+        (https://learn.microsoft.com./en-us/defender-office-365/outbound-spam-restore-restricted-users),
+        so an address still listed is a difference with that note, not a failed step."""
+        differences: list[str] = []
+        for c in result.changes:
+            if c.get("what") != "restrictedSender":
+                continue
+            address = str(c.get("address") or "").lower()
+            rows = await exo.blocked_senders(ctx.exchange, address)
+            if any(str(r.get("SenderAddress", "")).lower() == address for r in rows):
+                differences.append(f"{address} is still on the restricted-senders list")
+        note = ("a release can take up to 24 hours to apply (documented): read it again "
+                "later" if differences else "")
+        return Verification(not differences, differences, note)
+
     async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
         """Every release finishes what this step does, whether or not the run got to it:
         a falsely accused user must be able to send mail again, and no pending request
@@ -261,6 +280,8 @@ class Notify(Step):
         "collect_evidence", "revoke_sessions", "reset_password", "disable_account",
         "confirm_compromised", "require_mfa", "remove_suspicious_auth_methods",
         "disable_malicious_inbox_rules", "clear_mailbox_forwarding", "enable_mailbox_audit",
+        "revoke_consent_grants", "remove_mailbox_delegates", "block_mobile_devices",
+        "wipe_mobile_devices", "remove_admin_roles", "disable_mail_protocols",
         "request_unblock"))
 
     async def plan(self, ctx: StepContext) -> Plan:

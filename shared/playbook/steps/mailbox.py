@@ -9,7 +9,7 @@ from typing import Any
 from shared.errors import Forbidden, NotFound
 from shared.models import StepResult, StepStatus
 from shared.playbook.context import Plan, StepContext
-from shared.playbook.registry import Step, register
+from shared.playbook.registry import Step, Verification, register
 from shared.playbook.rule_analysis import (
     exchange_rule_reasons,
     graph_rule_reasons,
@@ -146,6 +146,41 @@ class DisableMaliciousInboxRules(Step):
         status = StepStatus.PARTIAL if plan.data.get("note") else StepStatus.DONE
         return StepResult(step=self.name, status=status, summary=summary, changes=changes)
 
+    async def verify(self, ctx: StepContext, result: StepResult) -> Verification | None:
+        """Read the rules again through the API that changed each: Graph's messageRule
+        `isEnabled` (https://learn.microsoft.com/en-us/graph/api/resources/messagerule) and
+        Get-InboxRule's `Enabled` (MicrosoftDocs/office-docs-powershell:exchange/exchange-ps/
+        exchange/Get-InboxRule.md lists the cmdlet, not its output properties: the name is
+        the one the mailbox rows carry). A disabled rule must read disabled; a rule that is
+        gone is not enabled either, and is noted."""
+        changed = [c for c in result.changes if c.get("what") == "inboxRule"]
+        differences: list[str] = []
+        notes: list[str] = []
+        by_graph = [c for c in changed if c.get("via") != "exchange"]
+        by_exchange = [c for c in changed if c.get("via") == "exchange"]
+        if by_graph:
+            rules = {str(r.get("id")): r for r in await mail.list_rules(ctx.graph, ctx.user.id)}
+            for c in by_graph:
+                rule = rules.get(str(c.get("id")))
+                name = c.get("name") or c.get("id")
+                if rule is None:
+                    notes.append(f"rule '{name}' is no longer listed")
+                elif rule.get("isEnabled") is not False:
+                    differences.append(f"rule '{name}' reads isEnabled "
+                                       f"{rule.get('isEnabled')}, not false")
+        if by_exchange:
+            rows = {row_rule_identity(r): r for r in await exo.inbox_rules(
+                ctx.exchange, ctx.mailbox_id, include_hidden=True)}
+            for c in by_exchange:
+                row = rows.get(str(c.get("id")))
+                name = c.get("name") or c.get("id")
+                if row is None:
+                    notes.append(f"rule '{name}' is no longer listed")
+                elif row.get("Enabled", True) is not False:
+                    differences.append(f"rule '{name}' reads Enabled {row.get('Enabled')}, "
+                                       "not false")
+        return Verification(not differences, differences, "; ".join(notes))
+
     async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
         """Re-enable each rule the run disabled, through the API that disabled it."""
         items: list[Undo] = []
@@ -196,6 +231,17 @@ class ClearMailboxForwarding(Step):
                           summary="mailbox forwarding cleared",
                           changes=[{"what": "mailboxForwarding", "from": plan.data["before"],
                                     "to": None}])
+
+    async def verify(self, ctx: StepContext, result: StepResult) -> Verification | None:
+        """Get-Mailbox again: ForwardingSmtpAddress and ForwardingAddress must be empty
+        (the properties Set-Mailbox clears: MicrosoftDocs/office-docs-powershell:exchange/
+        exchange-ps/exchange/Set-Mailbox.md, -ForwardingSmtpAddress, -ForwardingAddress)."""
+        box = await exo.get_mailbox(ctx.exchange, ctx.mailbox_id)
+        if box is None:
+            return Verification(False, ["the mailbox is no longer found by Get-Mailbox"])
+        differences = [f"{k} reads {box.get(k)}" for k in ("ForwardingSmtpAddress",
+                                                           "ForwardingAddress") if box.get(k)]
+        return Verification(not differences, differences)
 
     async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
         """Set forwarding back to the recorded values (the evidence snapshot when the
@@ -297,3 +343,30 @@ class EnableMailboxAudit(Step):
         status = StepStatus.PARTIAL if plan.data.get("orgNote") else StepStatus.DONE
         return StepResult(step=self.name, status=status, summary="; ".join(parts),
                           changes=changes)
+
+    async def verify(self, ctx: StepContext, result: StepResult) -> Verification | None:
+        """Get-Mailbox again and judge it as the plan did (AuditEnabled, the audited actions
+        per logon type: "Manage mailbox auditing",
+        https://learn.microsoft.com/en-us/microsoft-365/compliance/audit-mailboxes?view=o365-worldwide),
+        and read the bypass association again (Get-MailboxAuditBypassAssociation,
+        AuditBypassEnabled) when the run removed it."""
+        whats = {str(c.get("what")) for c in result.changes}
+        differences: list[str] = []
+        notes: list[str] = []
+        box = await exo.get_mailbox(ctx.exchange, ctx.mailbox_id)
+        if box is None:
+            return Verification(False, ["the mailbox is no longer found by Get-Mailbox"])
+        review = exo.review_mailbox_audit(box)
+        for what in sorted(whats):
+            logon = what[len("Audit"):]
+            if what.startswith("Audit") and logon in review.missing:
+                differences.append(f"{what} still lacks {', '.join(review.missing[logon])}")
+        if "AuditEnabled" in whats and box.get("AuditEnabled") is not True:
+            differences.append(f"AuditEnabled reads {box.get('AuditEnabled')}, not true")
+        if "AuditBypassEnabled" in whats:
+            bypass = await exo.audit_bypass(ctx.exchange, ctx.mailbox_id)
+            if bypass:
+                differences.append("AuditBypassEnabled still reads true")
+            elif bypass is None:
+                notes.append("the audit bypass association could not be read back")
+        return Verification(not differences, differences, "; ".join(notes))

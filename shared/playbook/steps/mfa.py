@@ -9,7 +9,7 @@ from typing import Any
 from shared.errors import BadRequest, InvalidTimestamp, NotFound, ServiceError
 from shared.models import StepResult, StepStatus
 from shared.playbook.context import Plan, StepContext
-from shared.playbook.registry import Step, register
+from shared.playbook.registry import Step, Verification, register
 from shared.playbook.undo import ReleaseContext, Undo, finished_changes
 from shared.state import clock
 from shared.tenant.graph import audit_log, auth_methods, directory
@@ -23,7 +23,7 @@ from shared.tenant.graph.auth_methods import (
     known,
     method_kind,
 )
-from shared.tenant.graph.directory import PERM_GROUP_MEMBER
+from shared.tenant.graph.directory import PERM_GROUP_MEMBER, PERM_MEMBER_READ
 from shared.timestamps import parse_time
 
 
@@ -32,7 +32,8 @@ class RequireMfa(Step):
     """Require MFA: the policy's Conditional Access group and/or per-user MFA enforced."""
 
     name = "require_mfa"
-    graph_permissions = (PERM_GROUP_MEMBER, PERM_PER_USER_MFA)
+    # GroupMember.Read.All reads the membership back (verify: checkMemberGroups)
+    graph_permissions = (PERM_GROUP_MEMBER, PERM_PER_USER_MFA, PERM_MEMBER_READ)
     reversible = "release removes the Conditional Access group membership the run added"
     undo_order = 40
     dry_run_description = "would add the user to the MFA Conditional Access group and/or " \
@@ -76,6 +77,26 @@ class RequireMfa(Step):
         status = StepStatus.DONE if changes else StepStatus.NOTHING_TO_DO
         return StepResult(step=self.name, status=status, summary="; ".join(notes),
                           changes=changes)
+
+    async def verify(self, ctx: StepContext, result: StepResult) -> Verification | None:
+        """The group the run added the user to must list them (checkMemberGroups, which
+        answers transitively:
+        https://learn.microsoft.com/en-us/graph/api/directoryobject-checkmembergroups), and
+        perUserMfaState must read what was set (beta authentication requirements:
+        https://learn.microsoft.com/graph/api/authentication-get)."""
+        differences: list[str] = []
+        for c in result.changes:
+            if c.get("what") == "groupMembership" and c.get("group"):
+                group = str(c["group"])
+                found = await directory.check_member_groups(ctx.graph, ctx.user.id, [group])
+                if group not in found:
+                    differences.append(f"not a member of the Conditional Access group {group}")
+            elif c.get("what") == "perUserMfaState":
+                state = await auth_methods.get_per_user_mfa(ctx.graph, ctx.user.id)
+                if state != c.get("to"):
+                    differences.append(f"perUserMfaState reads {state or 'nothing'}, not "
+                                       f"{c.get('to')}")
+        return Verification(not differences, differences)
 
     async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
         """Leave the group the run added, and put per-user MFA back: a false positive should
@@ -235,6 +256,18 @@ class RemoveSuspiciousAuthMethods(Step):
             status = StepStatus.DONE if removed else StepStatus.NOTHING_TO_DO
         return StepResult(step=self.name, status=status, summary=summary, changes=removed,
                           data=data)
+
+    async def verify(self, ctx: StepContext, result: StepResult) -> Verification | None:
+        """List the user's methods again (authentication-list-methods:
+        https://learn.microsoft.com/en-us/graph/api/authentication-list-methods): no removed
+        method may still be listed."""
+        gone = {str((c.get("removed") or {}).get("id")): c.get("removed") or {}
+                for c in result.changes if c.get("what") == "authenticationMethod"}
+        listed = {str(m.get("id")) for m in
+                  await auth_methods.list_methods(ctx.graph, ctx.user.id)}
+        differences = [f"{m.get('kind')} method '{m.get('displayName') or mid}' is still "
+                       "registered" for mid, m in gone.items() if mid in listed]
+        return Verification(not differences, differences)
 
     async def undo(self, ctx: ReleaseContext, result: StepResult | None) -> list[Undo]:
         """Not undone (see `cannot_undo`); the report names each removed method so the

@@ -1,8 +1,13 @@
-"""The runner's gate: which of a privileged user's disruptive steps wait for a person.
+"""The runner's gate: which steps wait for a person.
 
-Steps marked disruptive that are not in `policy.privileged.alwaysSafeSteps` wait; the rest
-of the run goes ahead at once (revoking sessions cannot make things worse). The first time
-a run needs an approval it is recorded and announced with approve/deny links.
+- For a privileged user, steps marked disruptive that are not in
+  `policy.privileged.alwaysSafeSteps` wait.
+- For EVERY user, the run's steps named in `policy.approvalRequiredSteps` wait (removing
+  admin roles, cutting mail protocols or wiping devices is a decision, not a reflex),
+  whether or not they are marked disruptive and even when the privileged gate is off.
+
+The rest of the run goes ahead at once (revoking sessions cannot make things worse). The
+first time a run needs an approval it is recorded and announced with approve/deny links.
 """
 
 from __future__ import annotations
@@ -44,25 +49,46 @@ def candidates(services: Services, disruptive: list[str], done: dict[str, StepRe
     return [s for s in disruptive if s not in done and s not in safe]
 
 
+def always_held(services: Services, steps: list[str], done: dict[str, StepResult]) \
+        -> list[str]:
+    """The run's steps (not done) that the policy holds for approval for every user
+    (`approvalRequiredSteps`); listed there, a step waits even if `alwaysSafeSteps` names
+    it."""
+    required = set(services.policy.approval_required_steps)
+    return [s for s in dict.fromkeys(steps) if s in required and s not in done]
+
+
 async def gate(services: Services, run: RunRecord, user: DirectoryUser, disruptive: list[str],
                done: dict[str, StepResult], dry_run: bool) -> Gate:
-    """Decide what waits. Opens (and announces) the approval the first time it is needed."""
-    if dry_run or not services.policy.privileged.require_approval:
+    """Decide what waits. Opens (and announces) the approval the first time it is needed.
+
+    The run's own step list (`run.steps`) is searched for the steps held for every user,
+    so a step there waits whether or not the registry marks it disruptive."""
+    if dry_run:
         return Gate()
-    waiting = candidates(services, disruptive, done)
-    if not waiting:
+    privileged_on = services.policy.privileged.require_approval
+    by_role = candidates(services, disruptive, done) if privileged_on else []
+    forced = always_held(services, [*run.steps, *disruptive], done)
+    if not by_role and not forced:
         return Gate()
     approval = await store.get_approval(services, run.run_id)
     if approval is None:
-        roles = await privileged_roles(services, user.id)
-        if not roles:
+        roles = await privileged_roles(services, user.id) if by_role else []
+        waiting = list(dict.fromkeys([*(by_role if roles else []), *forced]))
+        if not waiting:
             return Gate()
         approval = await open_approval(services, run, user, waiting, roles)
+    # An approval opened for a privileged user covers the disruptive steps too; one opened
+    # only because of approvalRequiredSteps covers those steps alone.
+    waiting = list(dict.fromkeys([*by_role, *forced])) if approval.roles else forced
+    if not waiting:
+        return Gate(approval=approval)
     if approval.state == "approved":
         return Gate(approval=approval)
     if approval.state == "pending":
-        why = (f"waiting for approval (privileged user: {', '.join(approval.roles)}); "
-               f"expires {approval.expires_at.isoformat()}")
+        who = (f"privileged user: {', '.join(approval.roles)}" if approval.roles
+               else "the policy holds these steps for approval for every user")
+        why = f"waiting for approval ({who}); expires {approval.expires_at.isoformat()}"
         return Gate(held={s: why for s in waiting}, approval=approval)
     reasons = {
         "denied": f"denied by {approval.decided_by or 'unknown'} ({approval.by_trust}) at "
@@ -91,13 +117,17 @@ async def open_approval(services: Services, run: RunRecord, user: DirectoryUser,
         existing = await store.get_approval(services, run.run_id)  # a concurrent delivery
         assert existing is not None
         return existing
+    reason = (f"privileged user ({', '.join(roles)})" if roles
+              else "steps the policy holds for approval for every user")
     await services.journal.event(run.run_id, "approval-requested",
-                                 f"privileged user ({', '.join(roles)}): {', '.join(steps)} "
+                                 f"{reason}: {', '.join(steps)} "
                                  f"wait for approval until {expires.isoformat()}",
                                  {"steps": steps, "roles": roles,
                                   "expiresAt": expires.isoformat()})
     approval_links = links(services, run.run_id, nonces, expires)
-    lines = [f"{user.upn} holds privileged role(s): {', '.join(roles)}.",
+    lines = [f"{user.upn} holds privileged role(s): {', '.join(roles)}." if roles else
+             f"The policy holds these steps for approval for every user "
+             f"(approvalRequiredSteps); {user.upn} holds no privileged role.",
              f"Waiting for approval: {', '.join(steps)}.",
              "Steps that are always safe (for example revoking sessions) go ahead now.",
              f"The links expire at {expires.isoformat()}; then the request is escalated."]

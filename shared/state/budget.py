@@ -1,0 +1,73 @@
+"""A per-tenant request budget shared by every instance of the app, through Table storage.
+
+Identity Protection allows one request per second per tenant, for all apps together, and
+answers an excess with 429 and no Retry-After
+(https://learn.microsoft.com/en-us/graph/throttling-limits#identity-protection-and-conditional-access-service-limits).
+A pacer inside one process cannot keep N Functions instances under that: here each call
+first reserves the next free time slot in one row (`nextAt`, written only if the row
+still has the ETag it was read with), then waits for its slot. Of two instances racing
+for a slot exactly one wins; the other re-reads and takes the next. Any other
+per-tenant limit can use a row of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from shared.state import partitions
+from shared.state.clock import now
+from shared.state.journal import Journal
+
+log = logging.getLogger("responder.budget")
+MAX_RACES = 20
+"""Reservations lost to other instances before this call gives up sharing: bounded, so a
+contended or failing row slows a call down (a local wait) instead of blocking it."""
+
+
+class TenantBudget:
+    """Time slots of one rate-limited service, shared through the row `name`."""
+
+    def __init__(self, journal: Journal, name: str) -> None:
+        self.journal = journal
+        self.name = name
+        self.reservations = 0
+        self.races = 0
+        self.fallbacks = 0
+
+    async def wait_turn(self, spacing: float) -> None:
+        """Reserve the next slot (at least `spacing` seconds after the slot before it, by
+        any instance) and sleep until it comes."""
+        for _ in range(MAX_RACES):
+            try:
+                slot = await self._reserve(spacing)
+            except Exception as exc:  # storage down: pace locally, the 429 retry covers
+                log.warning("budget %s unavailable (%s): pacing locally", self.name,
+                            type(exc).__name__)
+                self.fallbacks += 1
+                await asyncio.sleep(spacing)
+                return
+            if slot is not None:
+                self.reservations += 1
+                wait = slot - now().timestamp()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                return
+            self.races += 1
+            await asyncio.sleep(random.uniform(0.005, 0.03))
+        self.fallbacks += 1
+        await asyncio.sleep(spacing)
+
+    async def _reserve(self, spacing: float) -> float | None:
+        """The reserved slot (epoch seconds), or None when another instance won the row."""
+        current = await self.journal.read_row(partitions.RATE_BUDGETS, self.name)
+        stamp = now().timestamp()
+        if current is None:
+            etag = await self.journal.create_row(partitions.RATE_BUDGETS, self.name,
+                                                 {"nextAt": stamp + spacing})
+            return stamp if etag is not None else None
+        slot = max(stamp, float(current.values.get("nextAt") or 0.0))
+        etag = await self.journal.write_row_if(partitions.RATE_BUDGETS, self.name,
+                                               {"nextAt": slot + spacing}, current.etag)
+        return slot if etag is not None else None

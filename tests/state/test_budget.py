@@ -1,0 +1,77 @@
+"""The per-tenant Identity Protection budget shared by instances through Table storage:
+three Services (three Functions instances, each with its own pacing gate) against an
+emulator that allows one Identity Protection request per second."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from shared.policy import Policy
+from shared.services import Services
+from shared.tenant.credentials import StaticTokenCredential
+from shared.tenant.graph import identity_protection
+from tests.conftest import TOKEN
+
+CALLS_PER_INSTANCE = 3
+
+
+def _identity_calls(emulator) -> list[dict]:
+    return [e for e in emulator.requests()
+            if "/identityprotection/" in e["path"].lower()]
+
+
+async def _storm(settings, emulator, *, shared: bool) -> list[dict]:
+    emulator.configure(throttle={"identity_protection": {"rps": 1.0}})
+    emulator.clear_log()
+    users = [u["id"] for u in emulator.state()["users"]][:CALLS_PER_INSTANCE]
+    instances = [Services.create(settings, credential=StaticTokenCredential(TOKEN),
+                                 policy=Policy(), shared_budget=shared) for _ in range(3)]
+    try:
+        await instances[0].journal.ensure()
+
+        async def one(svc: Services, uid: str) -> None:
+            async with svc.confirm.gate.turn():
+                await identity_protection.risky_users_by_id(svc.graph, [uid])
+
+        await asyncio.wait_for(asyncio.gather(*(one(svc, uid) for svc in instances
+                                                for uid in users)), 120)
+    finally:
+        for svc in instances:
+            await svc.close()
+    return _identity_calls(emulator)
+
+
+async def test_three_instances_share_one_budget_and_are_never_throttled(settings, emulator):
+    calls = await _storm(settings, emulator, shared=True)
+    assert [c for c in calls if c["status"] == 429] == []
+    assert len(calls) == 3 * CALLS_PER_INSTANCE
+    stamps = sorted(c["t"] for c in calls)
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert min(gaps) >= 0.95, gaps  # one request per second at the service, all instances
+
+
+async def test_without_the_shared_budget_the_instances_are_throttled(settings, emulator):
+    """The control: three gates that each keep one request per second offer three."""
+    calls = await _storm(settings, emulator, shared=False)
+    assert any(c["status"] == 429 for c in calls)
+
+
+async def test_the_budget_row_survives_storage_failure_by_pacing_locally(settings, emulator):
+    """A budget whose storage fails does not block the call: it waits one spacing."""
+    from shared.state.budget import TenantBudget
+
+    svc = Services.create(settings, credential=StaticTokenCredential(TOKEN), policy=Policy())
+    try:
+        budget = TenantBudget(svc.journal, "identity-protection")
+
+        async def broken(*_a, **_k):
+            raise ConnectionResetError("storage down")
+
+        budget._reserve = broken  # type: ignore[method-assign]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await budget.wait_turn(0.2)
+        assert loop.time() - start >= 0.19 and budget.fallbacks == 1
+    finally:
+        await svc.close()
