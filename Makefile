@@ -41,7 +41,9 @@ test: setup checkov lint
 	CHECKOV_BIN=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
 
 bench: setup
-	$(PY) -m bench.storm
+	$(PY) -m bench.storm --sizes 100 500 1000 --repeat 3
+	$(PY) -m bench.storm --sizes 500 --instances 2
+	$(PY) -m bench.storm --sizes 500 --instances 3
 
 emulator: setup
 	$(PY) -m devtools.emulator --host 127.0.0.1 --port 8765 --token local-emulator-token

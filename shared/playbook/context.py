@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from shared.models import RemediationRequest, StepResult, StepStatus
+from shared.state.journal import StepWriter
 from shared.tenant import exchange as exo
 from shared.tenant.graph import auth_methods, directory, mail
 from shared.tenant.pacing import LimitedExchange
@@ -60,6 +61,14 @@ class StepContext:
     detected_at: datetime
     results: dict[str, StepResult] = field(default_factory=dict)
     planned_steps: tuple[str, ...] = ()
+    writer: StepWriter | None = None
+    """Records this delivery's step results, several per transaction (made on first use)."""
+
+    async def record_step(self, result: StepResult, attempt: int) -> None:
+        """Store a step's outcome (its row and event); returns once it is stored."""
+        if self.writer is None:
+            self.writer = StepWriter(self.services.journal, self.run.run_id)
+        await self.writer.record(result, attempt)
     _cache: dict[str, Any] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 

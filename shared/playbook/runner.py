@@ -146,11 +146,10 @@ async def _run_request(services: Services, request: RemediationRequest, run_id: 
                         request=request.model_dump(mode="json", by_alias=True,
                                                    exclude_none=True),
                         dry_run=dry)
-        if await journal.create_run(run):
-            await journal.event(run_id, "run-started", f"run for {request.user}",
-                                {"playbook": playbook, "steps": steps, "dryRun": dry,
-                                 "source": request.source, "reason": request.reason})
-        else:
+        started = ("run-started", f"run for {request.user}",
+                   {"playbook": playbook, "steps": steps, "dryRun": dry,
+                    "source": request.source, "reason": request.reason})
+        if not await journal.create_run(run, started):
             run = await journal.get_run(run_id) or run
     # One delivery at a time acts on a run: the run's lease row, owned by this delivery.
     lease = run_lease(services, run_id)
@@ -219,9 +218,8 @@ async def _give_up_if_last(services: Services, run: RunRecord, exc: Exception,
             run.finished_at = now()
         else:
             run.reason = f"delivery {dequeue_count} failed, will retry: {what}"
-        await services.journal.save_run(run)
-        await services.journal.event(run.run_id, run.state if run.state == "poisoned"
-                                     else "retry", run.reason)
+        await services.journal.save_run(run, events=[
+            (run.state if run.state == "poisoned" else "retry", run.reason, {})])
     except Exception as again:
         log.warning("could not record the failed delivery: %s", type(again).__name__)
 
@@ -337,8 +335,7 @@ async def _hand_off(services: Services, run: RunRecord, ctx: StepContext,
     clean-up lane once the run lease is given back. The run stays `running`."""
     contained = [n for n, r in ctx.results.items() if get_step(n).containment]
     run.reason = f"contained ({', '.join(contained)}); clean-up queued: {', '.join(later)}"
-    await services.journal.save_run(run)
-    await services.journal.event(run.run_id, "contained", run.reason)
+    await services.journal.save_run(run, events=[("contained", run.reason, {})])
     return RunOutcome(run, ctx.results, handed_off=True)
 
 
@@ -352,8 +349,7 @@ async def _wait_for_approval(services: Services, run: RunRecord, ctx: StepContex
             await services.journal.record_step(run.run_id, result, run.attempts)
     run.state = "waiting_approval"
     run.reason = f"waiting for approval: {', '.join(waiting)}"
-    await services.journal.save_run(run)
-    await services.journal.event(run.run_id, "run-waiting_approval", run.reason)
+    await services.journal.save_run(run, events=[("run-waiting_approval", run.reason, {})])
     return RunOutcome(run, ctx.results)
 
 
@@ -395,6 +391,8 @@ async def _run_waves(ctx: StepContext, steps: list[str], done: dict[str, StepRes
         for task in tasks.values():
             task.cancel()
         await asyncio.gather(*tasks.values(), return_exceptions=True)
+        if ctx.writer is not None:  # the rows already handed over are stored first
+            await ctx.writer.drain()
     outcomes = [task.result() for task in tasks.values()]
     return [err for err in outcomes if isinstance(err, ServiceError)]
 
@@ -437,7 +435,7 @@ async def _execute(ctx: StepContext, name: str, attempt: int) -> ServiceError | 
     result.started_at = started
     result.finished_at = now()
     ctx.results[name] = result
-    await ctx.journal.record_step(ctx.run.run_id, result, attempt)
+    await ctx.record_step(result, attempt)
     log.info("step %s: %s", name, result.status.value,
              extra={"run_id": ctx.run.run_id, "step": name, "status": result.status.value})
     return retry
@@ -481,9 +479,8 @@ async def _save_retry(services: Services, run: RunRecord, exc: Exception, dequeu
         run.finished_at = now()
     else:
         run.reason = f"delivery {dequeue_count} hit a transient failure, will retry: {exc}"
-    await services.journal.save_run(run)
-    await services.journal.event(run.run_id, "retry" if run.state != "poisoned" else "poisoned",
-                                 run.reason)
+    await services.journal.save_run(run, events=[
+        ("retry" if run.state != "poisoned" else "poisoned", run.reason, {})])
 
 
 async def _finish(services: Services, run: RunRecord, state: str, reason: str,
@@ -491,8 +488,8 @@ async def _finish(services: Services, run: RunRecord, state: str, reason: str,
     run.state = state
     run.reason = reason
     run.finished_at = now()
-    await services.journal.save_run(run)
-    await services.journal.event(run.run_id, f"run-{state}", reason or f"run {state}")
+    await services.journal.save_run(run, events=[(f"run-{state}", reason or f"run {state}",
+                                                  {})])
     notified = results.get("notify")
     if state == "failed" and not run.dry_run and (
             notified is None or notified.status not in (StepStatus.DONE, StepStatus.PARTIAL)):

@@ -21,6 +21,9 @@ from shared.state.clock import now
 from shared.state.journal import Journal
 
 log = logging.getLogger("responder.budget")
+MARGIN = 0.05
+"""Seconds added to every slot's spacing: instances send from different machines, and a
+request that leaves a little late must still reach the service after the one before."""
 MAX_RACES = 20
 """Reservations lost to other instances before this call gives up sharing: bounded, so a
 contended or failing row slows a call down (a local wait) instead of blocking it."""
@@ -65,9 +68,10 @@ class TenantBudget:
         stamp = now().timestamp()
         if current is None:
             etag = await self.journal.create_row(partitions.RATE_BUDGETS, self.name,
-                                                 {"nextAt": stamp + spacing})
+                                                 {"nextAt": stamp + spacing + MARGIN})
             return stamp if etag is not None else None
         slot = max(stamp, float(current.values.get("nextAt") or 0.0))
         etag = await self.journal.write_row_if(partitions.RATE_BUDGETS, self.name,
-                                               {"nextAt": slot + spacing}, current.etag)
+                                               {"nextAt": slot + spacing + MARGIN},
+                                               current.etag)
         return slot if etag is not None else None

@@ -8,6 +8,7 @@ here: callers pass summaries and change records, never passwords or tokens.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -23,7 +24,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from shared.models import StepResult, StepStatus
@@ -47,6 +48,16 @@ def user_partition(user_key: str) -> str:
     return partitions.RUN_INDEX_PREFIX + hashlib.sha256(user_key.lower().encode()).hexdigest()[:40]
 
 
+
+
+FINAL_STATES = frozenset({"finished", "failed", "refused", "released", "poisoned"})
+"""Run states that do not change any more (an index row carrying one is current)."""
+
+
+def _exists(exc: TableTransactionError) -> bool:
+    """The transaction failed because a row it creates exists already."""
+    code = str(getattr(exc, "error_code", "") or "")
+    return code == "EntityAlreadyExists" or "EntityAlreadyExists" in str(exc)
 
 
 def _dump(value: Any) -> str:
@@ -88,6 +99,8 @@ class RunRecord:
     """Times the stalled-run sweep re-enqueued this run (capped there). Written only by
     conditional saves (`save_run_if`), so a delivery's plain `save_run` never resets it."""
     etag: str | None = None
+    indexed: list[str] = field(default_factory=list)
+    """The user keys whose index row exists (written once each: see `_index_user`)."""
 
     def to_entity(self) -> dict[str, Any]:
         return {
@@ -98,6 +111,7 @@ class RunRecord:
             "updatedAt": self.updated_at, "finishedAt": self.finished_at,
             "reason": self.reason[:4000], "evidenceBlob": self.evidence_blob,
             "dryRun": self.dry_run, "attempts": self.attempts,
+            "indexed": _dump(self.indexed),
         }
 
     @classmethod
@@ -110,7 +124,7 @@ class RunRecord:
             updated_at=e.get("updatedAt") or now(), finished_at=e.get("finishedAt"),
             reason=e.get("reason", ""), evidence_blob=e.get("evidenceBlob", ""),
             dry_run=bool(e.get("dryRun")), attempts=int(e.get("attempts") or 0),
-            resumes=int(e.get("resumes") or 0),
+            resumes=int(e.get("resumes") or 0), indexed=_load(e.get("indexed"), []),
             etag=(e.metadata or {}).get("etag") if hasattr(e, "metadata") else None,
         )
 
@@ -162,23 +176,27 @@ class Journal:
             return None
         return RunRecord.from_entity(entity)
 
-    async def create_run(self, run: RunRecord) -> bool:
-        """Create the run record; False when it already exists (a redelivery)."""
+    async def create_run(self, run: RunRecord,
+                         first_event: tuple[str, str, dict[str, Any]] | None = None) -> bool:
+        """Create the run record (with its first event, in one transaction); False when it
+        already exists (a redelivery)."""
         await self.ensure()
         try:
-            await self.table.create_entity(run.to_entity())
-        except ResourceExistsError:
+            await self.write_batch(run.run_id, run=run, create_run=True,
+                                   events=[first_event] if first_event else [])
+        except (ResourceExistsError, TableTransactionError) as exc:
+            if isinstance(exc, TableTransactionError) and not _exists(exc):
+                raise
             return False
         await self._index_user(run)
         return True
 
-    async def save_run(self, run: RunRecord) -> None:
-        """Save unconditionally (merge): for the holder of the run's lease. Keeps `run.etag`
-        current, so a later `save_run_if` by the same holder does not lose to itself."""
-        await self.ensure()
-        run.updated_at = now()
-        meta = await self.table.upsert_entity(run.to_entity())
-        run.etag = (meta or {}).get("etag") or run.etag
+    async def save_run(self, run: RunRecord, *,
+                       events: list[tuple[str, str, dict[str, Any]]] | None = None) -> None:
+        """Save unconditionally (merge): for the holder of the run's lease, with the events
+        that say why, in one transaction. Keeps `run.etag` current, so a later
+        `save_run_if` by the same holder does not lose to itself."""
+        await self.write_batch(run.run_id, run=run, events=events)
         await self._index_user(run)
 
     async def save_run_if(self, run: RunRecord) -> bool:
@@ -213,20 +231,37 @@ class Journal:
         return True
 
     async def _index_user(self, run: RunRecord) -> None:
-        for key in {k for k in (run.user_id, run.upn, run.user) if k}:
+        """Write the index row of each user key the run has not indexed yet. A row is
+        written once (the state it carries is a hint, refreshed by `runs_for_user`), so a
+        run's later saves cost no index writes. The keys written are recorded on the run
+        by its next save."""
+        for key in sorted({k for k in (run.user_id, run.upn, run.user) if k}):
+            if key in run.indexed:
+                continue
             await self.table.upsert_entity({
                 "PartitionKey": user_partition(key), "RowKey": run.run_id,
                 "state": run.state, "createdAt": run.created_at, "updatedAt": now(),
                 "finishedAt": run.finished_at, "playbook": run.playbook or "",
                 "dryRun": run.dry_run,
             })
+            run.indexed.append(key)
 
     async def runs_for_user(self, user_key: str) -> list[dict[str, Any]]:
-        """Index rows of every run for a user (object id, UPN or the requested name)."""
+        """Index rows of every run for a user (object id, UPN or the requested name). A row
+        whose state is not final is brought up to date from its run record (index rows are
+        written once, when the run learns the key)."""
         await self.ensure()
         pk = user_partition(user_key)
         rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": pk})
-        return [dict(r) async for r in rows]
+        found = [dict(r) async for r in rows]
+        for row in found:
+            if row.get("state") in FINAL_STATES:
+                continue
+            run = await self.get_run(str(row["RowKey"]))
+            if run is not None:
+                row.update(state=run.state, updatedAt=run.updated_at,
+                           finishedAt=run.finished_at)
+        return found
 
     async def list_runs(self, *, limit: int = 1000, state: str | None = None) -> list[RunRecord]:
         """Run records, oldest first (for reports and the stalled-run sweep). `state` filters
@@ -264,17 +299,63 @@ class Journal:
         return out
 
     async def record_step(self, run_id: str, result: StepResult, attempt: int) -> None:
-        await self.ensure()
-        await self.table.upsert_entity({
+        """The step's row and its event, in one transaction."""
+        await self.write_batch(run_id, steps=[(result, attempt)])
+
+    @staticmethod
+    def _step_entity(run_id: str, result: StepResult, attempt: int) -> dict[str, Any]:
+        return {
             "PartitionKey": run_id, "RowKey": f"step-{result.step}", "step": result.step,
             "status": result.status.value, "summary": result.summary[:4000],
             "changes": _dump(result.changes), "errorCode": result.error_code or "",
             "requestId": result.request_id or "", "startedAt": result.started_at,
             "finishedAt": result.finished_at or now(), "attempt": attempt,
             "data": _dump(result.data),
-        })
-        await self.event(run_id, "step", f"{result.step}: {result.status.value}",
-                         {"summary": result.summary[:1000], "errorCode": result.error_code})
+        }
+
+    BATCH_OPS = 100
+    """Operations per entity-group transaction (the service's limit)."""
+
+    async def write_batch(self, run_id: str, *, run: RunRecord | None = None,
+                          create_run: bool = False,
+                          steps: list[tuple[StepResult, int]] | None = None,
+                          events: list[tuple[str, str, dict[str, Any]]] | None = None) -> None:
+        """Write a run's rows together: the run record (created, or merged), step rows and
+        their events, and further events, in as few entity-group transactions as the
+        service allows (all in the run's partition; one round trip instead of one per
+        row). Events are only ever created: a colliding event key fails the transaction,
+        which is retried with fresh keys (bounded)."""
+        await self.ensure()
+        rows: list[tuple[Any, ...]] = []
+        if run is not None:
+            if not create_run:  # a new record keeps the times it was made with
+                run.updated_at = now()
+            rows.append(("create", run.to_entity()) if create_run
+                        else ("upsert", run.to_entity(), {"mode": UpdateMode.MERGE}))
+        notes: list[tuple[str, str, dict[str, Any]]] = []
+        for result, attempt in steps or []:
+            rows.append(("upsert", self._step_entity(run_id, result, attempt),
+                         {"mode": UpdateMode.MERGE}))
+            notes.append(("step", f"{result.step}: {result.status.value}",
+                          {"summary": result.summary[:1000], "errorCode": result.error_code}))
+        notes.extend(events or [])
+        for attempt in range(1, self.EVENT_KEY_ATTEMPTS + 1):
+            ops = [*rows, *(("create", self._event_entity(run_id, *n)) for n in notes)]
+            try:
+                answers: list[Any] = []
+                for start in range(0, len(ops), self.BATCH_OPS):
+                    answers.extend(await self.table.submit_transaction(
+                        ops[start:start + self.BATCH_OPS]))
+            except TableTransactionError as exc:
+                # Only a colliding (random) event key is worth new keys; a run record that
+                # exists already (create) is the caller's answer, and the rest is storage's.
+                if (_exists(exc) and exc.index >= len(rows)
+                        and attempt < self.EVENT_KEY_ATTEMPTS):
+                    continue
+                raise
+            if run is not None and answers:
+                run.etag = (answers[0] or {}).get("etag") or run.etag
+            return
 
     # events (append-only) ------------------------------------------------------------------
     EVENT_KEY_ATTEMPTS = 5
@@ -286,6 +367,14 @@ class Journal:
         """An event's row key: `ev-` + its time (so events sort in order) + random bits."""
         return f"ev-{stamp.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}"
 
+    @classmethod
+    def _event_entity(cls, partition: str, kind: str, message: str,
+                      data: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new event row, under a fresh key: only ever created (`event`, `write_batch`)."""
+        stamp = now()
+        return {"PartitionKey": partition, "RowKey": cls._event_key(stamp), "kind": kind,
+                "message": message[:4000], "at": stamp, "data": _dump(data or {})}
+
     async def event(self, partition: str, kind: str, message: str,
                     data: dict[str, Any] | None = None) -> None:
         """Append one audit event. Created, never updated or deleted, by any code path (the
@@ -293,13 +382,9 @@ class Journal:
         fresh key, never overwritten."""
         await self.ensure()
         for attempt in range(1, self.EVENT_KEY_ATTEMPTS + 1):
-            stamp = now()
             try:
-                await self.table.create_entity({
-                    "PartitionKey": partition, "RowKey": self._event_key(stamp),
-                    "kind": kind, "message": message[:4000], "at": stamp,
-                    "data": _dump(data or {}),
-                })
+                await self.table.create_entity(self._event_entity(partition, kind, message,
+                                                                  data))
                 return
             except ResourceExistsError:
                 if attempt == self.EVENT_KEY_ATTEMPTS:
@@ -411,3 +496,45 @@ class Journal:
             return None
         document: dict[str, Any] = json.loads(await stream.readall())  # put_evidence writes a dict
         return document
+
+
+class StepWriter:
+    """Records the steps of one delivery of a run, several at a time: the steps that finish
+    within `linger` seconds of each other share one transaction (their rows and events), so
+    a run of a dozen steps costs a few Table operations, not two dozen. Each `record` still
+    returns only once its row is stored: a step counts as done only when it is recorded."""
+
+    def __init__(self, journal: Journal, run_id: str, linger: float = 0.02) -> None:
+        self.journal = journal
+        self.run_id = run_id
+        self.linger = linger
+        self._pending: list[tuple[StepResult, int, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def record(self, result: StepResult, attempt: int) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((result, attempt, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._flush())
+        await asyncio.shield(fut)
+
+    async def _flush(self) -> None:
+        while self._pending:
+            await asyncio.sleep(self.linger)
+            batch, self._pending = self._pending, []
+            try:
+                await self.journal.write_batch(self.run_id,
+                                               steps=[(r, a) for r, a, _ in batch])
+            except Exception as exc:  # each waiting step sees the storage failure
+                for *_, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for *_, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait for the rows already handed over (the delivery ends after them)."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)

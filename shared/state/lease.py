@@ -137,7 +137,12 @@ class Lease:
             await asyncio.gather(keeper, task, return_exceptions=True)
 
     async def release(self) -> None:
-        """Give the lease back if this owner still holds it."""
+        """Give the lease back if this owner still holds it: one conditional delete on the
+        ETag of this owner's last write; only when that fails (a renewal whose answer was
+        lost changed the ETag) is the row read to see whose it is."""
+        if self.etag is not None and await self.journal.delete_row_if(
+                self.partition, self.row, self.etag):
+            return
         current = await self.journal.read_row(self.partition, self.row)
         if current is None or current.values.get("owner") != self.owner:
             return

@@ -56,10 +56,10 @@ class IntervalGate:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            gap = self.interval - (time.monotonic() - self._last)
             if self.shared is not None:
                 await self.shared.wait_turn(self.interval)
-            elif gap > 0:
+            gap = self.interval - (time.monotonic() - self._last)
+            if gap > 0:  # and never closer than the interval to this process's last answer
                 await asyncio.sleep(gap)
             started = time.monotonic()
             try:
@@ -210,10 +210,10 @@ class Pacer:
 
     async def run(self, send: Any) -> Any:
         async with self._lock:
-            wait = self._last_end + self.interval - time.monotonic()
             if self.shared is not None:
                 await self.shared.wait_turn(self.interval)
-            elif wait > 0:
+            wait = self._last_end + self.interval - time.monotonic()
+            if wait > 0:  # and never closer than the interval to this process's last answer
                 await asyncio.sleep(wait)
             try:
                 return await send()

@@ -11,6 +11,7 @@ from typing import Any
 
 import azure.functions as func
 
+from shared.intake.batches import SYNC_MAX_SIGNALS
 from shared.intake.poller import poll_once
 from tests.intake.conftest import intake_events, queued, user_function
 from tests.intake.emulator_data import detection, recent, seed_detections, user_id
@@ -58,8 +59,8 @@ async def test_500_detections_for_200_users_through_three_routes_give_200_reques
     http_requests = [
         func.HttpRequest("POST", "https://responder.example/api/alerts",
                          headers={"content-type": "application/json"},
-                         body=json.dumps({"value": http_items[i:i + 25]}).encode())
-        for i in range(0, len(http_items), 25)
+                         body=json.dumps({"value": http_items[i:i + SYNC_MAX_SIGNALS]}).encode())
+        for i in range(0, len(http_items), SYNC_MAX_SIGNALS)
     ]
 
     http_fn = user_function("risk_alert_http")

@@ -41,15 +41,16 @@ def _slow_plan(monkeypatch: pytest.MonkeyPatch, step: str, seconds: float) -> li
 
 
 def _failing_record_step(monkeypatch: pytest.MonkeyPatch, services: Any, step: str) -> None:
-    """Table storage refuses to record `step` (as when storage goes down mid-run)."""
-    original = services.journal.record_step
+    """Table storage refuses to record `step` (as when storage goes down mid-run): the
+    transaction that carries its row fails."""
+    original = services.journal.write_batch
 
-    async def record(run_id: str, result: Any, attempt: int) -> None:
-        if result.step == step:
+    async def batch(run_id: str, **kw: Any) -> None:
+        if any(result.step == step for result, _ in kw.get("steps") or []):
             raise HttpResponseError(message="Server Busy (storage unavailable)")
-        await original(run_id, result, attempt)
+        await original(run_id, **kw)
 
-    monkeypatch.setattr(services.journal, "record_step", record)
+    monkeypatch.setattr(services.journal, "write_batch", batch)
 
 
 async def _lease_row(services: Any, run_id: str) -> dict[str, Any] | None:

@@ -30,6 +30,7 @@ WRITING_STEPS = {
     "reset_password", "revoke_sessions", "confirm_compromised", "require_mfa",
     "remove_suspicious_auth_methods", "disable_malicious_inbox_rules",
     "clear_mailbox_forwarding", "enable_mailbox_audit", "request_unblock",
+    "revoke_consent_grants", "remove_mailbox_delegates", "block_mobile_devices",
 }
 """Every shipped step that changes the tenant for Megan in the demo tenant."""
 WIRED = "verified(" in inspect.getsource(runner)

@@ -2,8 +2,10 @@
 updated, upserted or deleted, by any code path.
 
 Two checks: a static one over the code (only the journal touches the table, only
-`Journal.event` makes an `ev-` key, and it only creates), and a runtime one that watches every
-Table write of a contained run, its report and its release through the real queue path.
+`Journal._event_entity` makes an `ev-` key, and its callers only create it: `event` with
+create_entity, `write_batch` as a transaction's "create" operation), and a runtime one that
+watches every Table write of a contained run, its report and its release through the real
+queue path (a transaction counts per operation, by its kind).
 """
 
 from __future__ import annotations
@@ -77,15 +79,24 @@ def test_only_journal_event_makes_event_keys_and_it_only_creates():
     # `_event_key` builds the key; `events` only reads the key range
     assert set(makers) == {"_event_key", "events"}, makers
     assert makers["events"] == {"query"}
+
+    def callers_of(name: str) -> set[str]:
+        return {fn.name for fn in _functions(tree)
+                if any(isinstance(n, ast.Call) and _called(n) == name for n in ast.walk(fn))}
+
+    assert callers_of("_event_key") == {"_event_entity"}
+    assert callers_of("_event_entity") == {"event", "write_batch"}
     [event] = [fn for fn in _functions(tree) if fn.name == "event"]
     calls = {_called(n) for n in ast.walk(event) if isinstance(n, ast.Call)}
-    assert "_event_key" in calls and "create_entity" in calls
+    assert "create_entity" in calls
     assert calls & (TABLE_WRITES - {"create_entity"}) == set()
     assert calls & JOURNAL_WRITERS == set()
-    callers = {fn.name for fn in _functions(tree)
-               if any(isinstance(n, ast.Call) and _called(n) == "_event_key"
-                      for n in ast.walk(fn))}
-    assert callers == {"event"}
+    # in write_batch, an event entity only ever goes into a ("create", ...) operation
+    [batch] = [fn for fn in _functions(tree) if fn.name == "write_batch"]
+    for node in ast.walk(batch):
+        if isinstance(node, ast.Tuple) and any(
+                isinstance(e, ast.Call) and _called(e) == "_event_entity" for e in node.elts):
+            assert isinstance(node.elts[0], ast.Constant) and node.elts[0].value == "create"
 
 
 def test_no_code_addresses_an_event_row_through_the_generic_writers():
@@ -136,26 +147,26 @@ def _watch_table_writes(monkeypatch: Any) -> list[tuple[str, str, str]]:
     seen: list[tuple[str, str, str]] = []
 
     def keys_of(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) \
-            -> list[tuple[str, str]]:
+            -> list[tuple[str, str, str]]:
         if name == "submit_transaction":
             ops = args[0] if args else kwargs.get("operations", [])
-            return [(str(op[1]["PartitionKey"]), str(op[1]["RowKey"])) for op in ops]
+            return [(f"transaction:{op[0]}", str(op[1]["PartitionKey"]), str(op[1]["RowKey"]))
+                    for op in ops]
         if name == "delete_entity":
             if args and isinstance(args[0], dict):
-                return [(str(args[0]["PartitionKey"]), str(args[0]["RowKey"]))]
+                return [(name, str(args[0]["PartitionKey"]), str(args[0]["RowKey"]))]
             pk = args[0] if args else kwargs.get("partition_key")
             rk = args[1] if len(args) > 1 else kwargs.get("row_key")
-            return [(str(pk), str(rk))]
+            return [(name, str(pk), str(rk))]
         entity = args[0] if args else kwargs["entity"]
-        return [(str(entity["PartitionKey"]), str(entity["RowKey"]))]
+        return [(name, str(entity["PartitionKey"]), str(entity["RowKey"]))]
 
     for name in TABLE_WRITES:
         original = getattr(TableClient, name)
 
         def make(name: str, original: Any) -> Any:
             async def counted(self: TableClient, *args: Any, **kwargs: Any) -> Any:
-                for pk, rk in keys_of(name, args, kwargs):
-                    seen.append((name, pk, rk))
+                seen.extend(keys_of(name, args, kwargs))
                 return await original(self, *args, **kwargs)
             return counted
 
@@ -178,8 +189,8 @@ async def test_a_run_and_its_release_only_ever_create_event_rows(make_services, 
 
     event_ops = [(m, pk, rk) for m, pk, rk in seen if rk.startswith("ev-")]
     assert event_ops, "the run wrote no events at all"
-    assert {m for m, _, _ in event_ops} == {"create_entity"}, \
-        [op for op in event_ops if op[0] != "create_entity"]
+    assert {m for m, _, _ in event_ops} <= {"create_entity", "transaction:create"}, \
+        [op for op in event_ops if op[0] not in ("create_entity", "transaction:create")]
     created = [(pk, rk) for _, pk, rk in event_ops]
     assert len(created) == len(set(created)), "an event key was written twice"
     kinds = [e["kind"] for e in await svc.journal.events("ao-1")]
