@@ -8,10 +8,13 @@
     T_identity_protection = ceil(N / ids_per_confirm) / rps      ids_per_confirm = 100
         (the emulator's cap on userIds per confirmCompromised: the fewest calls possible;
         reads are not counted, so the bound stays a bound for clients that skip them).
-    T_exchange            = max(0, E - burst) / rps              E = 6N + 1
+    T_exchange            = max(0, E - burst) / rps              E = 12N + 1
         per user: Get-Mailbox, Get-MailboxAuditBypassAssociation, Get-InboxRule,
-        Get-BlockedSenderAddress (the evidence), Set-Mailbox (forwarding),
-        Set-Mailbox (auditing); plus one Get-OrganizationConfig.
+        Get-BlockedSenderAddress (the evidence), Get-MailboxPermission and
+        Get-RecipientPermission twice (delegates on the mailbox, Send As the user holds
+        elsewhere), Get-MobileDevice, Set-Mailbox (forwarding), Set-Mailbox (auditing),
+        and the read-back of both writes (Get-Mailbox twice: verify after acting); plus one
+        Get-OrganizationConfig.
     T_critical_path       = 3 Graph latencies (resolve, exclusion check, role check)
         + 3 Exchange latencies (mailbox reads, then the organisation config, then a
         Set-Mailbox) + 1 Graph latency (the notification): one run's dependent chain.
@@ -32,7 +35,7 @@ from bench import scenario
 CONFIRM_MAX_IDS = 100
 """devtools/emulator/pipeline.py DEFAULT_CONFIG confirm_max_user_ids."""
 DIRECTORY_WRITES_PER_USER = 4
-EXCHANGE_CALLS_PER_USER = 6
+EXCHANGE_CALLS_PER_USER = 12
 
 
 @dataclass

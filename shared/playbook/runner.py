@@ -40,7 +40,7 @@ from shared.safety import approvals, notify
 from shared.safety.exclusions import exclusion_reason
 from shared.services import Services
 from shared.state.clock import now
-from shared.state.journal import RunRecord, safe_key
+from shared.state.journal import RunRecord, StepWriter, safe_key
 from shared.state.lease import Lease, LeaseLost
 from shared.tenant.graph import directory
 
@@ -53,6 +53,10 @@ RUN_LEASE_ROW = "lease"
 """The run lease's row in the run's partition (beside the run record and its steps)."""
 TERMINAL_RUN_STATES = frozenset({"finished", "failed", "refused", "released", "poisoned"})
 Lane = Literal["all", "contain", "cleanup"]
+STEP_LINGER: dict[str, float] = {"contain": 0.0, "all": 0.02, "cleanup": 0.25}
+"""Seconds a finished step's record waits for other steps of the run to share its write:
+none while containing (the next containment step waits on it), a quarter second in the
+clean-up lane, where a few transactions then carry a dozen steps."""
 
 
 class RetryableRunError(ResponderError):
@@ -129,6 +133,12 @@ async def run_request(
     dry = bool(request.dry_run or services.settings.dry_run or dry_run)
     run_id = run_id_for(request, dry)
     with run_context(run_id):
+        if lane == "cleanup":
+            await services.lanes.cleanup_turn()
+        elif lane == "contain":
+            async with services.lanes.containing():
+                return await _run_request(services, request, run_id, dry, dequeue_count,
+                                          max_dequeue_count, lane)
         return await _run_request(services, request, run_id, dry, dequeue_count,
                                   max_dequeue_count, lane)
 
@@ -137,20 +147,28 @@ async def _run_request(services: Services, request: RemediationRequest, run_id: 
                        dequeue_count: int, max_dequeue_count: int,
                        lane: Lane = "all") -> RunOutcome:
     journal = services.journal
-    run = await journal.get_run(run_id)
-    if run and run.state in TERMINAL_RUN_STATES:
-        return RunOutcome(run, await journal.step_results(run_id), already_done=True)
     playbook, steps = choose_steps(request, services)
-    if run is None:
-        run = RunRecord(run_id=run_id, user=request.user, playbook=playbook, steps=steps,
-                        request=request.model_dump(mode="json", by_alias=True,
-                                                   exclude_none=True),
-                        dry_run=dry)
-        started = ("run-started", f"run for {request.user}",
-                   {"playbook": playbook, "steps": steps, "dryRun": dry,
-                    "source": request.source, "reason": request.reason})
-        if not await journal.create_run(run, started):
-            run = await journal.get_run(run_id) or run
+    fresh = RunRecord(run_id=run_id, user=request.user, playbook=playbook, steps=steps,
+                      request=request.model_dump(mode="json", by_alias=True,
+                                                 exclude_none=True),
+                      dry_run=dry)
+    started = ("run-started", f"run for {request.user}",
+               {"playbook": playbook, "steps": steps, "dryRun": dry,
+                "source": request.source, "reason": request.reason})
+    # A first delivery from the remediation queue is almost always a new run: create it
+    # straight away (one write) and read it only if it exists; otherwise read first.
+    created = False
+    run: RunRecord | None = None
+    if lane != "cleanup" and dequeue_count <= 1:
+        created = await journal.create_run(fresh, started)
+    if not created:
+        run = await journal.get_run(run_id)
+        if run and run.state in TERMINAL_RUN_STATES:
+            return RunOutcome(run, await journal.step_results(run_id), already_done=True)
+        if run is None:
+            created = await journal.create_run(fresh, started)
+    if created or run is None:
+        run = fresh if created else (await journal.get_run(run_id) or fresh)
     # One delivery at a time acts on a run: the run's lease row, owned by this delivery.
     lease = run_lease(services, run_id)
     try:
@@ -164,7 +182,7 @@ async def _run_request(services: Services, request: RemediationRequest, run_id: 
         try:
             outcome = await lease.run_while_held(_claimed_run(
                 services, request, run, playbook, steps, dry, dequeue_count,
-                max_dequeue_count, lane))
+                max_dequeue_count, lane, created))
         except LeaseLost as exc:
             # This delivery stalled past its lease, or could not renew it (storage down):
             # it stops. Another holder may carry on, or nobody: the request goes back on
@@ -239,7 +257,8 @@ async def _defer(services: Services, run: RunRecord, request: RemediationRequest
 
 async def _claimed_run(services: Services, request: RemediationRequest, run: RunRecord,
                        playbook: str, steps: list[str], dry: bool, dequeue_count: int,
-                       max_dequeue_count: int, lane: Lane = "all") -> RunOutcome:
+                       max_dequeue_count: int, lane: Lane = "all",
+                       created: bool = False) -> RunOutcome:
     journal = services.journal
     run_id = run.run_id
     run.attempts += 1
@@ -268,13 +287,15 @@ async def _claimed_run(services: Services, request: RemediationRequest, run: Run
         await journal.event(run_id, "refused", refusal)
         return await _finish(services, run, "refused", refusal, {})
 
-    prior = await journal.step_results(run_id)
+    # A run this delivery created has no steps yet; the run record itself is saved with
+    # the next change of state (hand-off, finish, retry), which also indexes the user.
+    prior = {} if created else await journal.step_results(run_id)
     done = {n: r for n, r in prior.items() if r.status in FINISHED_STEP_STATES
             or (dry and r.status == StepStatus.PLANNED)}
     ctx = StepContext(services=services, run=run, request=request, user=user, dry_run=dry,
                       detected_at=request.detected_at or run.created_at.astimezone(UTC),
-                      results=dict(done), planned_steps=tuple(steps))
-    await journal.save_run(run)
+                      results=dict(done), planned_steps=tuple(steps),
+                      writer=StepWriter(journal, run_id, linger=STEP_LINGER[lane]))
 
     # Approval gate (shared.safety.approvals): a privileged user's disruptive steps wait; the
     # steps that need them to succeed, and the closing notify, wait with them.

@@ -101,6 +101,9 @@ class RunRecord:
     etag: str | None = None
     indexed: list[str] = field(default_factory=list)
     """The user keys whose index row exists (written once each: see `_index_user`)."""
+    approval_asked: bool = False
+    """An approval was opened for this run: only then does a delivery read the approval row
+    (shared.safety.approvals.gating)."""
 
     def to_entity(self) -> dict[str, Any]:
         return {
@@ -111,7 +114,7 @@ class RunRecord:
             "updatedAt": self.updated_at, "finishedAt": self.finished_at,
             "reason": self.reason[:4000], "evidenceBlob": self.evidence_blob,
             "dryRun": self.dry_run, "attempts": self.attempts,
-            "indexed": _dump(self.indexed),
+            "indexed": _dump(self.indexed), "approvalAsked": self.approval_asked,
         }
 
     @classmethod
@@ -125,6 +128,7 @@ class RunRecord:
             reason=e.get("reason", ""), evidence_blob=e.get("evidenceBlob", ""),
             dry_run=bool(e.get("dryRun")), attempts=int(e.get("attempts") or 0),
             resumes=int(e.get("resumes") or 0), indexed=_load(e.get("indexed"), []),
+            approval_asked=bool(e.get("approvalAsked")),
             etag=(e.metadata or {}).get("etag") if hasattr(e, "metadata") else None,
         )
 
@@ -196,8 +200,8 @@ class Journal:
         """Save unconditionally (merge): for the holder of the run's lease, with the events
         that say why, in one transaction. Keeps `run.etag` current, so a later
         `save_run_if` by the same holder does not lose to itself."""
+        await self._index_user(run)  # first: the record then lists the keys indexed
         await self.write_batch(run.run_id, run=run, events=events)
-        await self._index_user(run)
 
     async def save_run_if(self, run: RunRecord) -> bool:
         """Save only if the record still has `run.etag` (the version this writer read);

@@ -166,8 +166,9 @@ def _watch_table_writes(monkeypatch: Any) -> list[tuple[str, str, str]]:
 
         def make(name: str, original: Any) -> Any:
             async def counted(self: TableClient, *args: Any, **kwargs: Any) -> Any:
-                seen.extend(keys_of(name, args, kwargs))
-                return await original(self, *args, **kwargs)
+                answer = await original(self, *args, **kwargs)
+                seen.extend(keys_of(name, args, kwargs))  # what storage accepted
+                return answer
             return counted
 
         monkeypatch.setattr(TableClient, name, make(name, original))

@@ -34,9 +34,9 @@ def _comparable(state: dict) -> dict:
     # consents given back are new objects (a new id and creation time): compare what they
     # grant, not which object carries it
     for key in ("oauth2PermissionGrants", "appRoleAssignments"):
-        s[key] = sorted((json.dumps({k: v for k, v in o.items()
+        s[key] = sorted(json.dumps({k: v for k, v in o.items()
                                      if k not in ("id", "createdDateTime")}, sort_keys=True)
-                         for o in s.get(key, [])))
+                         for o in s.get(key, []))
     megan = _user(s, MEGAN)
     for key in NOT_RESTORED_USER_FIELDS:
         megan.pop(key, None)

@@ -74,6 +74,12 @@ class BlockMobileDevices(Step):
         if await ctx.mailbox() is None:
             return Plan.skipped("the user has no Exchange Online mailbox")
         since, found = await _new_devices(ctx)
+        if not any(f["verdict"] in ("new", "undated") for f in found):
+            # nothing to judge: no need for the mailbox's block list (one Exchange call
+            # fewer per run; Exchange is what bounds a storm)
+            return Plan(nothing=f"no new ActiveSync device since {since.isoformat()}",
+                        data={"since": since.isoformat(), "devices": found, "block": [],
+                              "blockedBefore": []})
         cas = await perms.cas_mailbox(ctx.exchange, ctx.mailbox_id) or {}
         blocked = {str(x).lower() for x in exo._names(cas.get(BLOCKED))}
         block, report = [], []

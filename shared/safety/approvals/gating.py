@@ -71,13 +71,19 @@ async def gate(services: Services, run: RunRecord, user: DirectoryUser, disrupti
     forced = always_held(services, [*run.steps, *disruptive], done)
     if not by_role and not forced:
         return Gate()
-    approval = await store.get_approval(services, run.run_id)
+    # The approval row is read only for a run that asked for one (the run record says so):
+    # most runs never do, and a storm then costs no read per delivery. A run whose record
+    # missed the flag (a crash right after asking) finds its row again through
+    # open_approval, which returns the approval that exists.
+    approval = (await store.get_approval(services, run.run_id)
+                if run.approval_asked else None)
     if approval is None:
         roles = await privileged_roles(services, user.id) if by_role else []
         waiting = list(dict.fromkeys([*(by_role if roles else []), *forced]))
         if not waiting:
             return Gate()
         approval = await open_approval(services, run, user, waiting, roles)
+        run.approval_asked = True
     # An approval opened for a privileged user covers the disruptive steps too; one opened
     # only because of approvalRequiredSteps covers those steps alone.
     waiting = list(dict.fromkeys([*by_role, *forced])) if approval.roles else forced
