@@ -234,7 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"baseline: {sample} users, one after another ...", file=sys.stderr)
         base = asyncio.run(run_baseline(max(sizes), sample, storage=storage))
         (OUT / "baseline.json").write_text(json.dumps(base, indent=2), encoding="utf-8")
-        for n, k in [(n, k) for n in sizes for k in range(1, args.repeat + 1)]:
+        for n, _ in [(n, k) for n in sizes for k in range(args.repeat)]:
+            # numbered after the storms of this size already measured on this tree, so
+            # storms run one after another (several invocations too) count as a series
+            k = 1 + sum(1 for r in same_tree_results(tree)
+                        if r["n"] == n and r.get("instances", 1) == args.instances)
             print(f"storm: N = {n}, {args.instances} instance(s), run {k} ...",
                   file=sys.stderr)
             result = run_phase(n, args.instances, storage, f"n{n}i{args.instances}r{k}")
