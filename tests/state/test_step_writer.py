@@ -1,0 +1,67 @@
+"""Steps that finish together share one Table transaction (rows and events), and each
+`record` returns only once its row is stored; a storage failure reaches every waiting step."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+
+from shared.models import StepResult, StepStatus
+from shared.state.journal import Journal, StepWriter
+from shared.state.storage import create_storage
+
+
+@pytest.fixture
+async def counted(settings):
+    calls: list[str] = []
+
+    def hook(request) -> None:
+        calls.append(request.http_request.method + " " + request.http_request.url)
+
+    storage = create_storage(settings, request_hooks={"table": hook})
+    journal = Journal(storage, settings.journal_table, settings.evidence_container)
+    await journal.ensure()
+    calls.clear()
+    try:
+        yield journal, calls
+    finally:
+        await storage.close()
+
+
+def _done(name: str) -> StepResult:
+    return StepResult(step=name, status=StepStatus.DONE, summary=f"{name} done")
+
+
+async def test_steps_finishing_together_share_one_transaction(counted):
+    journal, calls = counted
+    writer = StepWriter(journal, "run-w1", linger=0.05)
+    await asyncio.gather(*(writer.record(_done(f"s{i}"), 1) for i in range(5)))
+    assert len(calls) == 1 and calls[0].endswith("$batch")
+    stored = await journal.step_results("run-w1")
+    assert set(stored) == {f"s{i}" for i in range(5)}
+    events = [e["message"] for e in await journal.events("run-w1")]
+    assert sorted(events) == sorted(f"s{i}: done" for i in range(5))
+
+
+async def test_a_step_recorded_later_gets_its_own_write(counted):
+    journal, calls = counted
+    writer = StepWriter(journal, "run-w2", linger=0.0)
+    await writer.record(_done("first"), 1)
+    await writer.record(_done("second"), 1)
+    assert len(calls) == 2
+    assert set(await journal.step_results("run-w2")) == {"first", "second"}
+
+
+async def test_a_storage_failure_reaches_every_step_of_the_batch(counted, monkeypatch):
+    journal, _ = counted
+
+    async def down(*_a, **_k):
+        raise HttpResponseError(message="Server Busy")
+
+    monkeypatch.setattr(journal, "write_batch", down)
+    writer = StepWriter(journal, "run-w3", linger=0.02)
+    outcomes = await asyncio.gather(*(writer.record(_done(f"s{i}"), 1) for i in range(3)),
+                                    return_exceptions=True)
+    assert all(isinstance(o, HttpResponseError) for o in outcomes)
