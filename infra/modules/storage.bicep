@@ -52,10 +52,11 @@ var operatorRoles = [
 
 // The configured queue, its poison queue, and the default poison queue (union() removes the
 // duplicate when the default name is used).
+var appPoisonQueues = [for q in appQueues: '${q}-poison']
 var queueNames = union([
   remediationQueue
   '${remediationQueue}-poison'
-], flatten(map(appQueues, q => [q, '${q}-poison'])), [
+], appQueues, appPoisonQueues, [
   'remediation-requests-poison'
 ])
 
