@@ -118,10 +118,17 @@ async def run_storm(n: int, *, instances: int, storage: str, tag: str,
             return done, busy
 
         deadline = t0 + limit_seconds
+        queues = (settings.remediation_queue, settings.cleanup_queue, settings.intake_queue)
+        next_check = 0.0
         while time.monotonic() < deadline:
             done, busy = progress()
-            if done >= n and not busy:
-                break
+            # A run takes two deliveries (contain, clean-up), and a message waiting for its
+            # redelivery is invisible, not gone: the storm is over only when nothing runs
+            # and every queue is empty (the count includes invisible messages).
+            if done >= n and not busy and time.monotonic() >= next_check:
+                next_check = time.monotonic() + 2.0
+                if sum([await _count_queue(svc, q) for q in queues]) == 0:
+                    break
             await asyncio.sleep(0.25)
         t_hosts_idle = time.monotonic() - t0
         stop_file.touch()
