@@ -21,7 +21,7 @@ from shared.state.clock import now
 from shared.state.journal import Journal
 
 log = logging.getLogger("responder.budget")
-MARGIN = 0.05
+MARGIN = 0.2
 """Seconds added to every slot's spacing: instances send from different machines, and a
 request that leaves a little late must still reach the service after the one before."""
 MAX_RACES = 20

@@ -15,6 +15,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from shared.tenant.retry import retries_reserve
+
 Sender = Callable[[Sequence[str]], Awaitable[Mapping[str, Any] | None]]
 
 
@@ -63,13 +65,18 @@ class IntervalGate:
                 await asyncio.sleep(gap)
             started = time.monotonic()
             try:
-                yield
+                with retries_reserve(self._reserve_retry if self.shared else None):
+                    yield
             finally:
                 self._last = time.monotonic()
                 if self._last - started > self.min_interval / 2:  # it was retried
                     self.interval = min(self.max_interval, self.interval * 2)
                 else:
                     self.interval = max(self.min_interval, self.interval * 0.9)
+
+    async def _reserve_retry(self) -> None:
+        if self.shared is not None:
+            await self.shared.wait_turn(self.interval)
 
 
 class Aggregator:
@@ -216,9 +223,14 @@ class Pacer:
             if wait > 0:  # and never closer than the interval to this process's last answer
                 await asyncio.sleep(wait)
             try:
-                return await send()
+                with retries_reserve(self._reserve_retry if self.shared else None):
+                    return await send()
             finally:
                 self._last_end = time.monotonic()
+
+    async def _reserve_retry(self) -> None:
+        if self.shared is not None:
+            await self.shared.wait_turn(self.interval)
 
 
 class LanePriority:

@@ -11,9 +11,11 @@ kiota's own RetryHandler is left out of the pipeline so that waits are not compo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -97,6 +99,23 @@ class RetryStats:
 Sleep = Callable[[float], Awaitable[None]]
 
 
+RETRY_SLOT: contextvars.ContextVar[Callable[[], Awaitable[None]] | None] = (
+    contextvars.ContextVar("retry_slot", default=None))
+"""Set while a paced call holds its turn: what a retry of that call awaits first
+(RetryTransport), so a retried request takes a slot of its own instead of reaching
+the service between two slots that other instances reserved."""
+
+
+@contextlib.contextmanager
+def retries_reserve(reserve: Callable[[], Awaitable[None]] | None) -> Iterator[None]:
+    """Within this block, retries of a request first await `reserve`."""
+    token = RETRY_SLOT.set(reserve)
+    try:
+        yield
+    finally:
+        RETRY_SLOT.reset(token)
+
+
 class RetryTransport(httpx.AsyncBaseTransport):
     """Wraps a transport and applies a RetryPolicy to every request sent through it."""
 
@@ -151,6 +170,9 @@ class RetryTransport(httpx.AsyncBaseTransport):
             slept = max(wait, time.monotonic() - started) if self._sleep is asyncio.sleep else wait
             waited += slept
             self.stats.waited_seconds += slept
+            reserve = RETRY_SLOT.get()
+            if reserve is not None:  # a paced call: its retry needs a slot of its own
+                await reserve()
 
     async def aclose(self) -> None:
         await self._inner.aclose()

@@ -51,6 +51,20 @@ async def test_three_instances_share_one_budget_and_are_never_throttled(settings
     assert min(gaps) >= 0.95, gaps  # one request per second at the service, all instances
 
 
+async def test_a_retried_request_takes_a_slot_of_its_own(settings, emulator):
+    """A request retried inside its slot (here after a 503) must not reach the service
+    between the slots the other instances reserved: the retry reserves again."""
+    emulator.add_fault(method="GET", path_regex=r"(?i)/identityprotection/", status=503,
+                       count=2)
+    calls = await _storm(settings, emulator, shared=True)
+    assert [c["status"] for c in calls].count(503) == 2
+    assert [c for c in calls if c["status"] == 429] == []
+    assert len(calls) == 3 * CALLS_PER_INSTANCE + 2
+    stamps = sorted(c["t"] for c in calls)
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert min(gaps) >= 0.95, gaps
+
+
 async def test_without_the_shared_budget_the_instances_are_throttled(settings, emulator):
     """The control: three gates that each keep one request per second offer three."""
     calls = await _storm(settings, emulator, shared=False)
