@@ -7,7 +7,7 @@ import logging
 
 import azure.functions as func
 
-from functions.runtime import services
+from functions.runtime import hub, services
 from shared.playbook.worker import handle_message
 
 bp = func.Blueprint()
@@ -20,7 +20,7 @@ log = logging.getLogger("responder.functions.cleanup")
 async def remediation_cleanup(msg: func.QueueMessage) -> None:
     """Run the run's remaining steps; an exception here means "retry this message"."""
     log.info("clean-up message %s (delivery %s)", msg.id, msg.dequeue_count)
-    outcome = await handle_message(await services(), msg.get_body(),
+    outcome = await handle_message(await services(), msg.get_body(), hub=await hub(),
                                    dequeue_count=msg.dequeue_count or 1, message_id=msg.id,
                                    lane="cleanup")
     log.info("clean-up message %s: %s %s", msg.id, outcome.status, outcome.reason)

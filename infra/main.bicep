@@ -8,6 +8,11 @@
 // Exchange Online; its application permissions come from permissions.json (generated from
 // the code by `python -m devtools.permissions`). Directory roles are assigned by an admin
 // (see README "Deploy").
+//
+// multiTenant=true (docs/deploy.md "Protect several tenants from one deployment"): the code
+// calls Graph and Exchange as a multi-tenant app registration instead, whose only credential
+// is that same identity (a federated identity credential: no secret). Each customer tenant
+// consents to the app; nothing per customer tenant is in this template.
 targetScope = 'resourceGroup'
 
 // ---------------------------------------------------------------------------- parameters
@@ -49,6 +54,12 @@ param grantApiPermissions bool = true
 
 @description('Grant RoleManagement.ReadWrite.Directory for the remove_admin_roles step (very privileged: it can assign any directory role). Leave false unless a playbook in the policy uses remove_admin_roles; preflight reports it missing when one does.')
 param enableRoleRemoval bool = false
+
+@description('Protect several tenants from one deployment: create a multi-tenant app registration (Microsoft Graph extension) whose federated credential is the managed identity, and call Graph and Exchange as that app (RESPONDER_CREDENTIAL=federated-app). false: today\'s single-tenant deployment, unchanged.')
+param multiTenant bool = false
+
+@description('multiTenant only: the app registration\'s display name, which customer administrators see on the consent prompt. Empty: "Compromised-account responder (<environmentName>)".')
+param appDisplayName string = ''
 
 @description('Object id of the person or group operating the responder (azd: AZURE_PRINCIPAL_ID). Gets queue send and read access to run records and evidence. Empty: none.')
 param operatorPrincipalId string = ''
@@ -119,6 +130,7 @@ var tenantId = empty(responderTenantId) ? tenant().tenantId : responderTenantId
 // Contract names of the app (shared/settings.py defaults).
 var journalTable = 'responderruns'
 var evidenceContainer = 'responder-evidence'
+var tenantsTable = 'respondertenants'
 
 // ------------------------------------------------------------------------------ identity
 
@@ -157,6 +169,8 @@ module storage 'modules/storage.bicep' = {
     ]
     journalTable: journalTable
     evidenceContainer: evidenceContainer
+    multiTenant: multiTenant
+    tenantsTable: tenantsTable
     deploymentContainerName: deploymentContainerName
     identityPrincipalId: identity.properties.principalId
     operatorPrincipalId: operatorPrincipalId
@@ -186,7 +200,7 @@ var appSettings = {
   RESPONDER_TENANT_ID: tenantId
   GRAPH_BASE_URL: graphBaseUrl
   EXCHANGE_BASE_URL: exchangeBaseUrl
-  RESPONDER_CREDENTIAL: 'managed-identity'
+  RESPONDER_CREDENTIAL: multiTenant ? 'federated-app' : 'managed-identity'
   AZURE_CLIENT_ID: identity.properties.clientId
   REMEDIATION_QUEUE: remediationQueue
   RESPONDER_CLEANUP_QUEUE: '${remediationQueue}-cleanup'
@@ -226,6 +240,13 @@ var eventHubAppSettings = enableEventHub ? {
   RESPONDER_EVENTHUB_CONSUMER_GROUP: eventHub.outputs.consumerGroupName
 } : {}
 
+// multiTenant: the app registration the code acts as in every tenant (its client id), and the
+// tenant registry table. AZURE_CLIENT_ID stays the managed identity: it signs the exchange.
+var multiTenantAppSettings = multiTenant ? {
+  RESPONDER_APP_CLIENT_ID: responderApp.outputs.appId
+  RESPONDER_TENANTS_TABLE: tenantsTable
+} : {}
+
 module functionApp 'modules/function-app.bicep' = {
   name: 'function-app'
   params: {
@@ -237,7 +258,7 @@ module functionApp 'modules/function-app.bicep' = {
     deploymentContainerUrl: '${storage.outputs.blobEndpoint}${deploymentContainerName}'
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
-    appSettings: union(extraAppSettings, featureAppSettings, eventHubAppSettings, appSettings)
+    appSettings: union(extraAppSettings, featureAppSettings, eventHubAppSettings, multiTenantAppSettings, appSettings)
   }
 }
 
@@ -253,11 +274,34 @@ module eventGrid 'modules/event-grid.bicep' = if (enableEventGrid) {
 }
 
 // Application permissions on Microsoft Graph and Office 365 Exchange Online, from the code.
-module graphPermissions 'modules/graph-permissions.bicep' = if (grantApiPermissions) {
+// Single-tenant: to the managed identity. multiTenant: to the app registration's service
+// principal in this tenant instead (appPermissions below); the identity then needs none.
+module graphPermissions 'modules/graph-permissions.bicep' = if (grantApiPermissions && !multiTenant) {
   name: 'graph-permissions'
   params: {
     principalId: identity.properties.principalId
     // permissions.json optionalGraphApplicationPermissions: granted only when enabled
+    optionalComponents: enableRoleRemoval ? ['step:remove_admin_roles'] : []
+  }
+}
+
+// multiTenant: the app registration and its federated credential (the managed identity).
+module responderApp 'modules/responder-app.bicep' = if (multiTenant) {
+  name: 'responder-app'
+  params: {
+    uniqueName: 'responder-${take(environmentName, 40)}-${token}'
+    displayName: empty(appDisplayName) ? 'Compromised-account responder (${environmentName})' : appDisplayName
+    identityPrincipalId: identity.properties.principalId
+    optionalComponents: enableRoleRemoval ? ['step:remove_admin_roles'] : []
+  }
+}
+
+// multiTenant: this tenant's consent, given by the deployment (customer tenants use the
+// admin-consent link instead).
+module appPermissions 'modules/graph-permissions.bicep' = if (grantApiPermissions && multiTenant) {
+  name: 'app-permissions'
+  params: {
+    principalId: multiTenant ? responderApp.outputs.servicePrincipalId : ''
     optionalComponents: enableRoleRemoval ? ['step:remove_admin_roles'] : []
   }
 }
@@ -273,4 +317,6 @@ output REMEDIATION_QUEUE string = remediationQueue
 output RESPONDER_DRY_RUN string = responderDryRun
 output EVENT_HUB_AUTHORIZATION_RULE_ID string = enableEventHub ? eventHub.outputs.diagnosticsAuthorizationRuleId : ''
 output EVENT_HUB_NAME string = enableEventHub ? eventHub.outputs.eventHubName : ''
+output RESPONDER_APP_CLIENT_ID string = multiTenant ? responderApp.outputs.appId : ''
+output RESPONDER_APP_SERVICE_PRINCIPAL_ID string = multiTenant ? responderApp.outputs.servicePrincipalId : ''
 output EVENT_GRID_TOPIC_ENDPOINT string = enableEventGrid ? eventGrid.outputs.topicEndpoint : ''

@@ -12,13 +12,15 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from shared.errors import ResponderError
+from shared.errors import ResponderError, ValidationError
 from shared.logs import configure_logging
 from shared.models import RemediationRequest
 from shared.services import Services
-from shared.settings import Settings, SettingsError
+from shared.settings import Settings, SettingsError, tenant_guid
 from shared.state.journal import safe_key
+from shared.state.tenants import TenantRecord
 from shared.sweeps.catalogue import SWEEP_NAMES
 
 
@@ -64,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     pf = sub.add_parser("preflight", help="check, read-only, that this tenant can run the "
                                           "responder (permissions, roles, policy, licences)")
     pf.add_argument("--json", action="store_true", help="print JSON for automation")
+    pf.add_argument("--tenant", help="a registered tenant's id or domain (default: "
+                                     "RESPONDER_TENANT_ID)")
+    _tenant_parser(sub)
     rp = sub.add_parser("replay", help="feed a saved alert payload through intake "
                                       "(docs/intake.md)")
     rp.add_argument("file", nargs="?",
@@ -75,6 +80,118 @@ def _parser() -> argparse.ArgumentParser:
                     help="show the user(s) and playbook it would produce; enqueue nothing")
     rp.add_argument("--json", action="store_true")
     return p
+
+
+def _tenant_parser(sub: Any) -> None:
+    t = sub.add_parser("tenant", help="the tenants this deployment protects "
+                                      "(docs/multi-tenant.md)")
+    ts = t.add_subparsers(dest="tenant_command", required=True)
+    add = ts.add_parser("add", help="register a tenant (or update its row)")
+    add.add_argument("--tenant-id", required=True, help="the tenant's id (a GUID)")
+    add.add_argument("--name", default="", help="display name")
+    add.add_argument("--domain", action="append", default=[],
+                     help="an accepted domain (repeatable): routes alerts naming a UPN only")
+    add.add_argument("--policy", help="a policy file under the app (policies/msp.json) or an "
+                                      "inline JSON policy; default: the app's policy")
+    add.add_argument("--exclude", action="append", default=[],
+                     help="a UPN or object id never touched (repeatable)")
+    add.add_argument("--notify", action="append", default=[],
+                     help="an https webhook URL or a mailbox address (repeatable)")
+    add.add_argument("--feature", action="append", default=[],
+                     help="an enabled step or sweep name (repeatable; none: all)")
+    add.add_argument("--disabled", action="store_true", help="register it disabled")
+    ls = ts.add_parser("list", help="list registered tenants")
+    ls.add_argument("--json", action="store_true")
+    show = ts.add_parser("show", help="print one tenant's row")
+    show.add_argument("tenant_id")
+    rm = ts.add_parser("remove", help="stop serving a tenant (its journal and evidence stay)")
+    rm.add_argument("tenant_id")
+
+
+def consent_link(tenant_id: str, app_client_id: str) -> str:
+    """The tenant-wide admin consent URL of the multi-tenant app: an administrator of the
+    tenant opens it once (https://learn.microsoft.com/en-us/entra/identity/enterprise-apps/grant-admin-consent)."""
+    return (f"https://login.microsoftonline.com/{tenant_id}/adminconsent"
+            f"?client_id={app_client_id}")
+
+
+def _tenant_record(args: argparse.Namespace, services: Services) -> TenantRecord:
+    from pydantic import ValidationError as PydanticValidationError
+
+    from shared.playbook.catalogue import STEP_NAMES, check_policy
+    from shared.tenancy import tenant_policy
+
+    policy: Any = args.policy
+    if policy and policy.lstrip().startswith("{"):
+        try:
+            policy = json.loads(policy)
+        except ValueError as exc:
+            raise ValidationError(f"--policy is not valid JSON: {exc}") from exc
+    try:
+        record = TenantRecord.model_validate({
+            "tenantId": args.tenant_id, "displayName": args.name, "domains": args.domain,
+            "policy": policy, "exclusions": args.exclude, "notify": args.notify,
+            "features": args.feature, "enabled": not args.disabled})
+    except PydanticValidationError as exc:
+        raise ValidationError("; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}"
+                                        for e in exc.errors())) from exc
+    unknown = [f for f in record.features if f not in STEP_NAMES and f not in SWEEP_NAMES]
+    if unknown:
+        raise ValidationError(f"unknown feature(s) {unknown}: give step or sweep names")
+    check_policy(tenant_policy(services.policy, record))  # refused now, not at its first run
+    return record
+
+
+async def _tenant(args: argparse.Namespace, services: Services) -> int:
+    from shared.state.tenants import TenantRegistry
+
+    registry = TenantRegistry(services.storage, services.settings.tenants_table)
+    command = args.tenant_command
+    if command == "add":
+        record = await registry.add(_tenant_record(args, services))
+        print(f"tenant {record.tenant_id} ({record.display_name or 'no name'}) registered"
+              f"{'' if record.enabled else ' (disabled)'}")
+        if record.tenant_id == tenant_guid(services.settings.tenant_id):
+            print("note: this is RESPONDER_TENANT_ID, the default tenant")
+        app = services.settings.app_client_id
+        if app:
+            print("1. an administrator of the tenant grants the app's permissions once:")
+            print(f"   {consent_link(record.tenant_id, app)}")
+        else:
+            print("1. set RESPONDER_APP_CLIENT_ID (the multi-tenant app) to get the tenant's "
+                  "admin-consent link")
+        print(f"2. then check it: python -m shared.cli preflight --tenant {record.tenant_id}")
+        return 0
+    if command == "list":
+        records = await registry.list()
+        if args.json:
+            print(json.dumps([r.model_dump(mode="json", by_alias=True) for r in records],
+                             indent=2))
+            return 0
+        for r in records:
+            state = "enabled" if r.enabled else "disabled"
+            print(f"{r.tenant_id}  {state:<8}  consent {r.consent_status:<9}  "
+                  f"{r.display_name}  {' '.join(r.domains)}")
+        print(f"({len(records)} registered tenant(s); default: "
+              f"{services.settings.tenant_id})")
+        return 0
+    found = await registry.get(args.tenant_id)
+    if found is None:
+        print(f"tenant {args.tenant_id!r} is not registered", file=sys.stderr)
+        return 1
+    if command == "show":
+        doc = found.model_dump(mode="json", by_alias=True)
+        if services.settings.app_client_id:
+            doc["adminConsentUrl"] = consent_link(found.tenant_id,
+                                                  services.settings.app_client_id)
+        print(json.dumps(doc, indent=2))
+        return 0
+    await registry.remove(found.tenant_id)
+    table = services.settings.for_tenant(found.tenant_id)
+    print(f"tenant {found.tenant_id} removed: no message or alert for it runs any more. Its "
+          f"journal (table {table.journal_table}) and evidence (container "
+          f"{table.evidence_container}) are kept.")
+    return 0
 
 
 async def _remediate(args: argparse.Namespace, services: Services) -> int:
@@ -240,15 +357,27 @@ async def _replay_dead_letters(args: argparse.Namespace, services: Services) -> 
 
 async def _preflight(args: argparse.Namespace, services: Services) -> int:
     """Exit 0 when every enabled feature can run (warnings allowed), 1 otherwise."""
+    from shared.playbook.catalogue import check_policy
     from shared.preflight import run_preflight
+    from shared.tenancy import TenantHub
+    from shared.tenant.credentials import credential_factory
 
-    report = await run_preflight(services)
+    if args.tenant is None or services.settings.is_default_tenant(args.tenant):
+        report = await run_preflight(services)
+    else:
+        hub = TenantHub(services, credential_factory(services.settings),
+                        check_policy=check_policy)
+        try:
+            report = await run_preflight(await hub.services_for(args.tenant))
+        finally:
+            await hub.close()
     print(report.json_text() if args.json else report.text())
     return report.exit_code
 
 
 COMMANDS = {"remediate": _remediate, "report": _report, "sweep": _sweep, "posture": _posture,
-            "replay": _replay, "release": _release, "preflight": _preflight}
+            "replay": _replay, "release": _release, "preflight": _preflight,
+            "tenant": _tenant}
 
 
 async def main_async(argv: Sequence[str] | None = None) -> int:

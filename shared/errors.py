@@ -98,6 +98,17 @@ class ValidationError(ResponderError):
     """Input (a queue message, a payload, a policy) is invalid. Never retried."""
 
 
+class UnknownTenant(ValidationError):
+    """A message or alert names a tenant this deployment does not serve (not registered,
+    disabled, or not reachable with the configured credential). Never retried: the message
+    is refused like any invalid one, with the reason, in the default tenant's journal."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason if reason.startswith("unknown tenant")
+                         else f"unknown tenant: {reason}")
+        self.reason = str(self)
+
+
 class ReadOnlyViolation(ResponderError):
     """A write was attempted through a read-only (dry-run) view: a bug, never retried."""
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.settings import tenant_domain, tenant_guid
+
 MAX_MESSAGE_BYTES = 64 * 1024
 """Queue messages above this size are refused (Azure queues cap at 64 KiB anyway)."""
 
@@ -81,6 +83,19 @@ class RemediationRequest(BaseModel):
     all_runs: bool | None = Field(None, alias="all")
     """For a `release` by user (no `runId`): release every unreleased run of the user."""
     detected_at: datetime | None = Field(None, alias="detectedAt")
+    tenant: str | None = Field(None, max_length=253)
+    """The tenant acted on, for deployments that serve several (a tenant id or one of its
+    accepted domains); absent: RESPONDER_TENANT_ID, as in schema version 1."""
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant_is_an_id_or_domain(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        name = tenant_guid(value) or tenant_domain(value)
+        if name is None:
+            raise ValueError("tenant must be a tenant id (GUID) or a domain name")
+        return name
 
     @field_validator("user")
     @classmethod

@@ -20,7 +20,7 @@ from shared.settings import Settings
 from shared.state.budget import TenantBudget
 from shared.state.journal import Journal
 from shared.state.storage import Storage, create_storage
-from shared.tenant.credentials import AsyncTokenCredential, build_credential
+from shared.tenant.credentials import AsyncTokenCredential, build_credential, storage_credential
 from shared.tenant.exchange import ExchangeClient
 from shared.tenant.graph.client import GraphClient, create_graph_client
 from shared.tenant.graph.directory import add_group_members
@@ -59,6 +59,8 @@ class Services:
     pace one process only."""
     notify_transport: httpx.AsyncBaseTransport | None = None
     """Transport of notification webhook deliveries; None = the network (tests inject)."""
+    owns_storage: bool = True
+    """False for another tenant's Services: the storage clients are the default's."""
     _identity_reads: IdentityReads | None = None
 
     _ttl_cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
@@ -108,13 +110,19 @@ class Services:
         confirm_window: float = 0.3,
         shared_budget: bool = True,
         storage_hooks: Mapping[str, Callable[..., None]] | None = None,
+        storage: Storage | None = None,
     ) -> Services:
+        """`storage`: another tenant's Services share the default's storage (the account and
+        its queues are the deployment's; each tenant has its own table and container)."""
         credential = credential or build_credential(settings)
         policy = policy or load_policy(settings.policy_path)
         graph = create_graph_client(settings, credential, transport=graph_transport)
         exchange = ExchangeClient(settings, credential, transport=exchange_transport)
-        storage_credential = None if settings.storage_connection else credential
-        storage = create_storage(settings, storage_credential, request_hooks=storage_hooks)
+        owns_storage = storage is None
+        if storage is None:
+            storage_cred = (None if settings.storage_connection
+                            else storage_credential(settings, credential))
+            storage = create_storage(settings, storage_cred, request_hooks=storage_hooks)
         journal = Journal(storage, settings.journal_table, settings.evidence_container)
 
         async def send(ids: Any) -> None:
@@ -124,10 +132,11 @@ class Services:
         budget = TenantBudget(journal, IDENTITY_PROTECTION_BUDGET) if shared_budget else None
         confirm.gate.shared = budget
         return cls(settings, policy, credential, graph, exchange, storage, journal, confirm,
-                   identity_budget=budget)
+                   identity_budget=budget, owns_storage=owns_storage)
 
     async def close(self) -> None:
         await self.graph.close()
         await self.exchange.close()
-        await self.storage.close()
+        if self.owns_storage:
+            await self.storage.close()
         await self.credential.close()

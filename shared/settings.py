@@ -6,15 +6,18 @@ them. A bad value fails at start with an error that names the setting.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 from urllib.parse import urlsplit
 
-CredentialKind = Literal["managed-identity", "default", "static-token"]
+CredentialKind = Literal["managed-identity", "default", "static-token", "federated-app"]
+CREDENTIAL_KINDS = ("managed-identity", "default", "static-token", "federated-app")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,15 @@ EXTRA_SETTINGS: tuple[SettingSpec, ...] = (
                 "chromium-browser or google-chrome on PATH (none: PDF answers 501)"),
     SettingSpec("RESPONDER_PDF_TIMEOUT_SECONDS", "60",
                 "bound on one headless Chromium PDF print (5 to 300)"),
+    # one deployment, many tenants (docs/multi-tenant.md)
+    SettingSpec("RESPONDER_TENANTS_TABLE", "respondertenants",
+                "Table storage table of the tenant registry (absent: one tenant only)"),
+    SettingSpec("RESPONDER_APP_CLIENT_ID", "",
+                "client id of the multi-tenant app registration whose federated credential is "
+                "the app's managed identity (RESPONDER_CREDENTIAL=federated-app)"),
+    SettingSpec("RESPONDER_AUTHORITY_HOST", "",
+                "https Entra authority for federated-app tokens (tests and local only; "
+                "empty: azure-identity's default)"),
 )
 
 
@@ -199,6 +211,57 @@ def cleanup_queue_for(remediation_queue: str) -> str:
     return f"{remediation_queue}-cleanup"
 
 
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
+# Table names: alphanumeric, not starting with a digit, 3-63 characters
+# (https://learn.microsoft.com/en-us/rest/api/storageservices/understanding-the-table-service-data-model#table-names).
+_CONTAINER_NAME = re.compile(r"(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*")
+# Container names: 3-63 lower-case letters, digits and single hyphens, starting and ending
+# with a letter or digit (https://learn.microsoft.com/en-us/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata#container-names).
+
+
+def tenant_guid(value: str | None) -> str | None:
+    """The lower-case tenant id when `value` is a GUID, else None (a domain, or junk)."""
+    text = (value or "").strip().lower()
+    return text if _GUID.fullmatch(text) else None
+
+
+_DOMAIN = re.compile(r"(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+
+
+def tenant_domain(value: str | None) -> str | None:
+    """The lower-case DNS name when `value` is one (a tenant's accepted domain), else None."""
+    text = (value or "").strip().lower()
+    return text if _DOMAIN.fullmatch(text) else None
+
+
+def is_table_name(name: str) -> bool:
+    return bool(_TABLE_NAME.fullmatch(name))
+
+
+def is_container_name(name: str) -> bool:
+    return bool(_CONTAINER_NAME.fullmatch(name))
+
+
+def _table_name(env: Mapping[str, str], name: str, default: str) -> str:
+    table = (env.get(name) or default).strip()
+    if not is_table_name(table):
+        raise SettingsError(f"{name} must be a valid table name (3-63 letters and digits, "
+                            f"starting with a letter), got {table!r}")
+    return table
+
+
+def _authority(env: Mapping[str, str], name: str) -> str:
+    """Empty, or an https authority host (azure-identity refuses anything but https)."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+        raise SettingsError(f"{name} must be an https URL (an Entra authority), got {raw!r}")
+    return raw.rstrip("/")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the app reads from its environment, validated once at start."""
@@ -263,6 +326,16 @@ class Settings:
     on PATH. Not checked at start: a missing browser only makes the PDF unavailable."""
     pdf_timeout_seconds: float = 60.0
     """RESPONDER_PDF_TIMEOUT_SECONDS: bound on one PDF print (Chromium is killed after)."""
+    # one deployment, many tenants (docs/multi-tenant.md)
+    tenants_table: str = "respondertenants"
+    """RESPONDER_TENANTS_TABLE: the tenant registry (shared.state.tenants); a missing table
+    is an empty registry: the deployment serves RESPONDER_TENANT_ID only."""
+    app_client_id: str = ""
+    """RESPONDER_APP_CLIENT_ID: appId of the multi-tenant app registration that trusts the
+    managed identity (federated credential); every tenant consents to this app."""
+    authority_host: str = ""
+    """RESPONDER_AUTHORITY_HOST: the Entra authority of federated-app tokens; empty means
+    azure-identity's default (login.microsoftonline.com). For tests and local use only."""
     extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     """Read-only raw RESPONDER_* environment, only for the one setting whose name is chosen
     at run time (the policy's notify.webhookSecretSetting, read through `secret_named`)."""
@@ -273,6 +346,31 @@ class Settings:
         if name == WEBHOOK_SECRET_SETTING:
             return self.webhook_secret
         return self.extra.get(name, "")
+
+    def is_default_tenant(self, tenant: str | None) -> bool:
+        """True for no tenant and for RESPONDER_TENANT_ID itself (compared without case)."""
+        return not tenant or tenant.strip().lower() == self.tenant_id.strip().lower()
+
+    def for_tenant(self, tenant_id: str) -> Settings:
+        """These settings for another tenant: its own journal table and evidence container,
+        so every per-tenant row (runs, dedupe, leases, approvals, rate budgets) is apart with
+        the partition layout unchanged. The default tenant gets these very settings."""
+        if self.is_default_tenant(tenant_id):
+            return self
+        guid = tenant_guid(tenant_id)
+        if guid is None:
+            raise SettingsError(f"a tenant other than RESPONDER_TENANT_ID is named by its "
+                                f"tenant id (a GUID), got {tenant_id!r}")
+        table = f"{self.journal_table}t{guid.replace('-', '')}".lower()
+        container = f"{self.evidence_container}-{guid}".lower()
+        if not is_table_name(table):
+            raise SettingsError(f"RESPONDER_JOURNAL_TABLE is too long to name tenant tables "
+                                f"({table!r} is over 63 characters)")
+        if not is_container_name(container):
+            raise SettingsError(f"RESPONDER_EVIDENCE_CONTAINER is too long to name tenant "
+                                f"containers ({container!r} is over 63 characters)")
+        return dataclasses.replace(self, tenant_id=guid, journal_table=table,
+                                   evidence_container=container)
 
     @property
     def loopback_only(self) -> bool:
@@ -297,11 +395,19 @@ class Settings:
         graph = _base_url(env, "GRAPH_BASE_URL", "https://graph.microsoft.com")
         exchange = _base_url(env, "EXCHANGE_BASE_URL", "https://outlook.office365.com")
         credential = (env.get("RESPONDER_CREDENTIAL") or "managed-identity").strip()
-        if credential not in ("managed-identity", "default", "static-token"):
+        if credential not in CREDENTIAL_KINDS:
             raise SettingsError(
-                "RESPONDER_CREDENTIAL must be managed-identity, default or static-token, "
-                f"got {credential!r}"
+                "RESPONDER_CREDENTIAL must be managed-identity, default, static-token or "
+                f"federated-app, got {credential!r}"
             )
+        app_client_id = (env.get("RESPONDER_APP_CLIENT_ID") or "").strip()
+        if credential == "federated-app":
+            if not tenant_guid(app_client_id):
+                raise SettingsError("RESPONDER_APP_CLIENT_ID (the multi-tenant app's client "
+                                    "id, a GUID) is required for federated-app")
+            if not (env.get("AZURE_CLIENT_ID") or "").strip():
+                raise SettingsError("AZURE_CLIENT_ID (the user-assigned managed identity the "
+                                    "app trusts) is required for federated-app")
         token = env.get("RESPONDER_STATIC_TOKEN") or ""
         if credential == "static-token":
             if not token:
@@ -357,6 +463,9 @@ class Settings:
                                           0.5, 30.0),
             chromium_path=(env.get("RESPONDER_CHROMIUM_PATH") or "").strip(),
             pdf_timeout_seconds=_float(env, "RESPONDER_PDF_TIMEOUT_SECONDS", "60", 5.0, 300.0),
+            tenants_table=_table_name(env, "RESPONDER_TENANTS_TABLE", "respondertenants"),
+            app_client_id=app_client_id,
+            authority_host=_authority(env, "RESPONDER_AUTHORITY_HOST"),
             extra=MappingProxyType({k: v for k, v in env.items()
                                     if k.startswith("RESPONDER_")}),
         )

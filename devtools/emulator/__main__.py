@@ -31,6 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="bearer token clients must send")
     p.add_argument("--seed", type=int, default=0, help="seed for faults and batch shuffling")
     p.add_argument("--config", help="JSON file with throttle/latency/fault settings")
+    p.add_argument("--add-tenant", action="append", default=[], metavar="FILE",
+                   help="seed JSON of another tenant to host (repeatable); its tokens come "
+                        "from POST /{tenant}/oauth2/v2.0/token")
     return p.parse_args(argv)
 
 
@@ -39,7 +42,10 @@ def build(args: argparse.Namespace) -> Emulator:
     config = None
     if args.config:
         config = json.loads(Path(args.config).read_text(encoding="utf-8"))
-    return Emulator(tenant, token=args.token, seed=args.seed, config=config)
+    emulator = Emulator(tenant, token=args.token, seed=args.seed, config=config)
+    for extra in args.add_tenant:
+        emulator.add_tenant(extra)
+    return emulator
 
 
 async def serve(emulator: Emulator, host: str, port: int) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -53,6 +54,15 @@ DIR_WRITE = "Directory.ReadWrite.All"
 
 
 # ---------------------------------------------------------------------------- grants
+@dataclass(frozen=True)
+class Issued:
+    """What the emulator remembers of a token it issued for a hosted tenant."""
+
+    tenant: str  # tenant id, lower case
+    generation: int  # the tenant's consent generation at issue time
+    strict_audience: bool = False
+
+
 @dataclass(frozen=True)
 class Grant:
     """What one token may do: its app roles and the app's directory roles."""
@@ -113,6 +123,7 @@ class Authority:
         self.fixed_token = fixed_token
         self._explicit = grant
         self._directory_roles: dict[str, frozenset[str]] = {}  # jti -> directory roles
+        self._issued: dict[str, Issued] = {}  # jti -> the tenant consent it was issued under
         self.consented: set[str] = set()
         """Permissions granted to the app after start (an admin consenting to a new one)."""
 
@@ -137,31 +148,51 @@ class Authority:
         return full[1] if full else frozenset()
 
     def issue(self, tenant: Any, roles: Iterable[str], *,
-              directory_roles: Iterable[str] | None = None, audience: str = "graph") -> str:
+              directory_roles: Iterable[str] | None = None, audience: str = "graph",
+              generation: int | None = None, app_id: str | None = None,
+              lifetime: int | None = None, strict_audience: bool = False) -> str:
+        """A JWT-shaped app-only token for `tenant`. `generation` ties it to that tenant's
+        consent (see tenancy.Hosted); `lifetime` adds iat/nbf/exp; `strict_audience` makes
+        Graph and Exchange refuse it when it is for the other resource (tokens from the
+        token endpoint, which names one resource per token)."""
         sp = self.service_principal(tenant)
         jti = uuid.uuid4().hex
-        payload = {
+        payload: dict[str, Any] = {
             "aud": AUDIENCES.get(audience, audience),
             "iss": f"https://sts.windows.net/{tenant.tenant_id}/",
             "tid": tenant.tenant_id,
             "oid": sp["id"],
             "sub": sp["id"],
-            "appid": sp["appId"],
+            "appid": app_id or sp["appId"],
             "idtyp": "app",
             "roles": sorted(set(roles)),
             "jti": jti,
         }
+        if lifetime is not None:
+            now = int(time.time())
+            payload.update(iat=now, nbf=now, exp=now + int(lifetime))
         if directory_roles is not None:
             self._directory_roles[jti] = frozenset(directory_roles)
+        if generation is not None:
+            self._issued[jti] = Issued(tenant.tenant_id.lower(), generation, strict_audience)
         return make_jwt(payload)
 
-    def grant_for(self, token: str, tenant: Any) -> Grant | None:
-        """The grant a bearer token carries, or None when the emulator does not accept it."""
+    def issued(self, payload: dict[str, Any]) -> Issued | None:
+        """How this emulator issued the token, or None for a token it did not record (a
+        test's hand-made JWT, or one from `issue` without a generation)."""
+        return self._issued.get(str(payload.get("jti") or ""))
+
+    def grant_for(self, token: str, tenant: Any,
+                  permissions: frozenset[str] | None = None) -> Grant | None:
+        """The grant a bearer token carries, or None when the emulator does not accept it.
+        `permissions` narrows the fixed token to what its tenant consented to."""
         if token == self.fixed_token:
             full = self.app_grant()
-            if full is None:
+            if full is None and permissions is None:
                 return Grant(frozenset(), frozenset(), everything=True)
-            return Grant(full[0] | self.consented, self.app_directory_roles(tenant))
+            roles = permissions if permissions is not None else (
+                full[0] if full else frozenset())
+            return Grant(roles | self.consented, self.app_directory_roles(tenant))
         payload = read_jwt(token)
         if payload is None or payload.get("tid") != tenant.tenant_id:
             return None

@@ -50,6 +50,7 @@ def _item_request(outer: EmuRequest, item: dict, batch_id: int) -> EmuRequest:
         version=outer.version,
         batch_id=batch_id,
         raw_body_present=item.get("body") is not None,
+        hosted=outer.hosted,  # an item acts on the batch's tenant, never another
     )
 
 

@@ -33,6 +33,8 @@ class EmuRequest:
     params: dict[str, Any] | None = None
     raw_body_present: bool = False
     grant: Any = None  # authz.Grant of the bearer token, set where the token is checked
+    hosted: Any = None  # tenancy.Hosted: the tenant the token is for (set with `grant`)
+    auth_error: str | None = None  # why the token was refused (the 401's message)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)

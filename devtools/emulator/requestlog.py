@@ -38,6 +38,7 @@ class RequestLog:
                 "seq": self._seq,
                 "t": time.monotonic(),
                 "api": req.api,
+                "tenant": getattr(getattr(req.hosted, "tenant", None), "tenant_id", None),
                 "method": req.method.upper(),
                 "path": req.path,
                 "query": dict(req.query),
@@ -62,9 +63,12 @@ class RequestLog:
             entry["throttled"] = throttled
             entry["fault"] = fault
 
-    def entries(self) -> list[dict[str, Any]]:
+    def entries(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Copies of the entries; `tenant`: only those of that tenant id."""
         with self._lock:
-            return copy.deepcopy(self._entries)
+            chosen = self._entries if tenant is None else [
+                e for e in self._entries if (e.get("tenant") or "").lower() == tenant.lower()]
+            return copy.deepcopy(chosen)
 
     def clear(self) -> None:
         with self._lock:

@@ -14,11 +14,13 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
 from .batch import normalise_query
+from .generate import make_tenant
+from .identity import TokenError
 from .messages import (
     DROP,
     EmuRequest,
@@ -71,6 +73,8 @@ class HttpFrontEnd:
             return await self.control(request, raw_path[len(CONTROL_PREFIX):].strip("/"))
         raw = await request.read()
         segs = [unquote(s) for s in raw_path.split("/") if s]
+        if len(segs) == 4 and [s.lower() for s in segs[1:]] == ["oauth2", "v2.0", "token"]:
+            return self.token(request, segs[0], raw)
         headers = {k.lower(): v for k, v in request.headers.items()}
         origin = f"{request.scheme}://{request.host}"
         query = normalise_query(list(request.query.items()))
@@ -124,6 +128,52 @@ class HttpFrontEnd:
             resp.headers.setdefault("client-request-id", headers.get("client-request-id", rid))
         return _json_response(resp)
 
+    def token(self, request: web.Request, tenant: str, raw: bytes) -> web.Response:
+        """The identity platform's token endpoint (identity.py): a form POST."""
+        if request.method.upper() != "POST":
+            # AADSTS900561: the endpoint only accepts POST requests.
+            err = TokenError(400, "invalid_request", 900561,
+                             f"The endpoint only accepts POST requests. Received a "
+                             f"{request.method.upper()} request.")
+            return web.json_response(err.body(), status=400)
+        form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        status, body = self.emulator.token_request(tenant, form)
+        return web.json_response(body, status=status,
+                                 headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    def tenants_control(self, method: str, parts: list[str], body: Any) -> web.Response | None:
+        """/_emulator/tenants[/{id}[/state|/consent|/log]]: add tenants, read their state
+        and log, grant or withdraw the app's consent."""
+        emu = self.emulator
+        if not parts and method == "GET":
+            return web.json_response(emu.tenants())
+        if not parts and method == "POST":
+            body = body or {}
+            if body.get("generate") is not None:
+                gen = dict(body["generate"])
+                seed: Any = make_tenant(int(gen.pop("n_users", 10)), **gen)
+            else:
+                seed = body.get("seed")
+            tenant = emu.add_tenant(seed, tenant_id=body.get("tenantId"),
+                                    consented=bool(body.get("consented", True)),
+                                    permissions=body.get("permissions"))
+            return web.json_response({"tenantId": tenant.tenant_id}, status=201)
+        if len(parts) != 2:
+            return None
+        name, what = parts
+        hosted = emu.tenancy.get(name)
+        if what == "state" and method == "GET":
+            return web.json_response(hosted.tenant.dump())
+        if what == "log" and method == "GET":
+            return web.json_response(emu.log.entries(tenant=hosted.tenant_id))
+        if what == "consent" and method == "POST":
+            emu.grant_consent(name, (body or {}).get("permissions"))
+            return web.json_response(hosted.public(hosted is emu.tenancy.default))
+        if what == "consent" and method == "DELETE":
+            emu.withdraw_consent(name)
+            return web.Response(status=204)
+        return None
+
     async def control(self, request: web.Request, what: str) -> web.Response:
         emu = self.emulator
         method = request.method.upper()
@@ -155,6 +205,11 @@ class HttpFrontEnd:
                 return web.json_response({"tenantId": emu.tenant.tenant_id})
             if what == "health":
                 return web.json_response({"ok": True})
+            if what == "tenants" or what.startswith("tenants/"):
+                parts = [unquote(p) for p in what.split("/")[1:] if p]
+                answer = self.tenants_control(method, parts, body)
+                if answer is not None:
+                    return answer
         except (TypeError, ValueError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"error": f"unknown control call {method} /{what}"},
@@ -260,11 +315,12 @@ class EmulatorServer:
 
     # ---------------------------------------------------------------- accessors
     def issue_token(self, roles: Iterable[str], *, directory_roles: Iterable[str] | None = None,
-                    audience: str = "graph") -> str:
+                    audience: str = "graph", tenant: str | None = None) -> str:
         """A new JWT-shaped token the emulator accepts with exactly these application
-        permissions (see devtools/emulator/authz.py); directory roles default to the app's."""
+        permissions (see devtools/emulator/authz.py); directory roles default to the app's.
+        `tenant`: a hosted tenant's id (default: the default tenant)."""
         return self.emulator.issue_token(roles, directory_roles=directory_roles,
-                                         audience=audience)
+                                         audience=audience, tenant=tenant)
 
     def grant_permissions(self, permissions: Iterable[str]) -> None:
         """Grant the fixed token more application permissions (admin consent to a new
@@ -275,9 +331,10 @@ class EmulatorServer:
         """Deep-copied dump of the whole tenant (seed format, no secrets)."""
         return self.emulator.tenant.dump()
 
-    def requests(self) -> list[dict]:
-        """The request log (copies); see README for the entry fields."""
-        return self.emulator.log.entries()
+    def requests(self, tenant: str | None = None) -> list[dict]:
+        """The request log (copies); see README for the entry fields. Each entry names its
+        `tenant` (the token's tenant id; None when the token named none hosted here)."""
+        return self.emulator.log.entries(tenant=tenant)
 
     def clear_log(self) -> None:
         self.emulator.log.clear()
@@ -297,3 +354,37 @@ class EmulatorServer:
     def load_tenant(self, seed: dict) -> None:
         """Replace the whole tenant state with a new seed."""
         self.emulator.tenant.load(seed)
+
+    # ---------------------------------------------------------------- tenants
+    def add_tenant(self, seed: dict | Tenant | str | Path | None = None, *,
+                   tenant_id: str | None = None, consented: bool = True,
+                   permissions: Iterable[str] | None = None) -> Tenant:
+        """Host another tenant: a seed (dict, file, Tenant; None = empty), e.g. one from
+        `make_tenant(...)`. See Emulator.add_tenant."""
+        if isinstance(seed, Path):
+            seed = str(seed)
+        return self.emulator.add_tenant(seed, tenant_id=tenant_id, consented=consented,
+                                        permissions=permissions)
+
+    def tenant_of(self, tenant: str) -> Tenant:
+        """A hosted tenant's state, by id or domain."""
+        return self.emulator.tenancy.get(tenant).tenant
+
+    def tenants(self) -> list[dict]:
+        return self.emulator.tenants()
+
+    def withdraw_consent(self, tenant: str) -> None:
+        self.emulator.withdraw_consent(tenant)
+
+    def grant_consent(self, tenant: str, permissions: Iterable[str] | None = None) -> None:
+        self.emulator.grant_consent(tenant, permissions)
+
+    def federate(self, *, app_client_id: str, issuer: str, subject: str,
+                 audience: str = "api://AzureADTokenExchange") -> None:
+        """Tell the token endpoint the multi-tenant app's client id and its federated
+        identity credential (the managed identity it trusts)."""
+        self.emulator.configure(app_client_id=app_client_id, federated={
+            "issuer": issuer, "subject": subject, "audience": audience})
+
+    def token_url(self, tenant: str) -> str:
+        return f"{self.base_url}/{tenant}/oauth2/v2.0/token"

@@ -1,7 +1,9 @@
 // The storage account of the Functions host and of the app: queues of remediation requests
 // (and their poison queues), the run journal table, the evidence container, and the
 // deployment container of the Flex Consumption package. Shared keys are disabled: every
-// client (host, app, operator) uses Entra ID through RBAC.
+// client (host, app, operator) uses Entra ID through RBAC. In multi-tenant mode also the
+// tenant registry table (each other tenant's journal table and evidence container are made
+// by the app itself, which holds the data roles on the whole account).
 
 param location string
 param tags object
@@ -11,6 +13,10 @@ param skuName string = 'Standard_LRS'
 param remediationQueue string
 param journalTable string
 param evidenceContainer string
+@description('Multi-tenant mode: create the tenant registry table and let the operator write it.')
+param multiTenant bool = false
+@description('Name of the tenant registry table (RESPONDER_TENANTS_TABLE).')
+param tenantsTable string = 'respondertenants'
 param deploymentContainerName string
 @description('Principal (object) id of the app\'s managed identity.')
 param identityPrincipalId string
@@ -161,6 +167,13 @@ resource journal 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05
   name: journalTable
 }
 
+// The tenant registry (`python -m shared.cli tenant add|remove` writes it with the
+// operator's own login). Only in multi-tenant mode: a missing table is an empty registry.
+resource tenants 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = if (multiTenant) {
+  parent: tableService
+  name: tenantsTable
+}
+
 resource identityAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   for roleId in identityRoles: {
     name: guid(account.id, identityPrincipalId, roleId)
@@ -184,6 +197,19 @@ resource operatorAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01
     }
   }
 ]
+
+// The operator keeps read-only access to run records, and may write the tenant registry
+// only: Storage Table Data Contributor scoped to that one table.
+// https://learn.microsoft.com/azure/storage/tables/assign-azure-role-data-access
+resource operatorTenantsAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (multiTenant && !empty(operatorPrincipalId)) {
+  name: guid(account.id, tenantsTable, operatorPrincipalId, roles.tableDataContributor)
+  scope: tenants
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.tableDataContributor)
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+  }
+}
 
 output accountName string = account.name
 output accountId string = account.id

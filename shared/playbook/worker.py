@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
-from shared.errors import ValidationError
+from shared.errors import UnknownTenant, ValidationError
 from shared.models import MAX_MESSAGE_BYTES, RemediationRequest
 from shared.playbook.release import release_run
 from shared.playbook.runner import Lane, RunOutcome, run_request
@@ -25,6 +25,7 @@ from shared.state import partitions
 from shared.state.clock import now
 from shared.state.journal import safe_key
 from shared.state.storage import poison_queue_name
+from shared.tenancy import TenantHub
 
 log = logging.getLogger("responder.worker")
 INVALID_PARTITION = partitions.INVALID_MESSAGES
@@ -82,21 +83,41 @@ async def handle_message(
     message_id: str | None = None,
     max_dequeue_count: int = MAX_DEQUEUE_COUNT,
     lane: Lane = "all",
+    hub: TenantHub | None = None,
 ) -> MessageOutcome:
     """Handle one delivery. Raises (RetryableRunError) only when the host should retry.
+
+    `services` are the default tenant's: a message without `tenant` (or naming the default
+    tenant) runs with them exactly as in a single-tenant deployment, with no lookup. A
+    message naming another tenant runs with that tenant's Services from `hub`; a tenant the
+    hub does not serve (or no hub) refuses the message like any invalid one.
 
     `lane`: "contain" from the remediation queue, "cleanup" from the clean-up queue
     (shared.playbook.runner, lanes); "all" runs the whole playbook in this delivery."""
     try:
         request = parse_request(body)
-        outcome = await dispatch(services, request, dequeue_count=dequeue_count,
+        acting = services
+        if request.tenant and not services.settings.is_default_tenant(request.tenant):
+            acting = await tenant_services(hub, request.tenant)
+            # later messages of the run (clean-up lane, deferrals) name the tenant by its id
+            request = request.model_copy(update={"tenant": acting.settings.tenant_id})
+        outcome = await dispatch(acting, request, dequeue_count=dequeue_count,
                                  max_dequeue_count=max_dequeue_count, lane=lane)
-    except ValidationError as exc:
+    except ValidationError as exc:  # UnknownTenant included: recorded in the default journal
         await poison_invalid(services, body, str(exc), message_id)
         return MessageOutcome("invalid", str(exc))
     if outcome.already_done:
         return MessageOutcome("already-done", "this request id already ran", outcome)
     return MessageOutcome("ran", outcome.run.reason, outcome)
+
+
+async def tenant_services(hub: TenantHub | None, tenant: str) -> Services:
+    """Another tenant's Services, or UnknownTenant (a deployment without a hub serves its
+    default tenant only)."""
+    if hub is None:
+        raise UnknownTenant(f"unknown tenant: {tenant[:100]!r} (this deployment serves "
+                            "RESPONDER_TENANT_ID only)")
+    return await hub.services_for(tenant)
 
 
 async def dispatch(services: Services, request: RemediationRequest, **kw: Any) -> RunOutcome:

@@ -15,6 +15,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("shared.tenant",),
     ("shared.state",),
     ("shared.policy", "shared.services"),
+    ("shared.tenancy",),
     ("shared.safety",),
     ("shared.playbook",),
     ("shared.intake",),

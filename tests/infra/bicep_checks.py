@@ -41,6 +41,10 @@ FORBIDDEN_SETTINGS = (
     "RESPONDER_STATIC_TOKEN",
 )
 
+# The credential setting: the managed identity itself, or (multiTenant) the multi-tenant app
+# registration whose federated credential is that identity (docs/multi-tenant.md).
+MULTI_TENANT_CREDENTIAL = "multiTenant ? 'federated-app' : 'managed-identity'"
+
 SECRET_PATTERNS = {
     "AccountKey=": re.compile(r"AccountKey\s*=", re.IGNORECASE),
     "listKeys(": re.compile(r"\blistKeys\s*\(", re.IGNORECASE),
@@ -248,8 +252,10 @@ def check_app_settings(settings: Mapping[str, str], contract: Iterable[object],
         if name not in known and not name.startswith(INFRA_SETTING_PREFIXES):
             problems.append(f"app setting {name} is not a known setting (misspelled?)")
     if "RESPONDER_CREDENTIAL" in settings and \
-            string_value(settings["RESPONDER_CREDENTIAL"]) != "managed-identity":
-        problems.append("RESPONDER_CREDENTIAL must be 'managed-identity'")
+            string_value(settings["RESPONDER_CREDENTIAL"]) != "managed-identity" and \
+            settings["RESPONDER_CREDENTIAL"].strip() != MULTI_TENANT_CREDENTIAL:
+        problems.append("RESPONDER_CREDENTIAL must be 'managed-identity' (or, only with "
+                        f"multiTenant, `{MULTI_TENANT_CREDENTIAL}`)")
     for name in ("AZURE_CLIENT_ID", "AzureWebJobsStorage__clientId"):
         if name in settings and "clientId" not in settings[name]:
             problems.append(f"{name} must be the user-assigned identity's clientId")
@@ -413,3 +419,186 @@ def check_skip_comments(files: Mapping[str, str]) -> list[str]:
 
 def load_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------- multi-tenant mode
+
+# The token exchange audience of the global Entra service, and the issuer of this tenant's
+# managed identity tokens (https://learn.microsoft.com/entra/workload-id/
+# workload-identity-federation-config-app-trust-managed-identity).
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+FIC_ISSUER = "'${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'"
+
+
+def _module_call(main_text: str, path: str) -> list[tuple[str, str, str]]:
+    """(symbol, condition, body) of every `module x '<path>' = [if (...)] {...}`."""
+    code = strip_comments(main_text)
+    calls = []
+    for m in re.finditer(rf"^module\s+(\w+)\s+'{re.escape(path)}'\s*=\s*", code, re.MULTILINE):
+        rest = code[m.end():]
+        condition = ""
+        if rest.startswith("if"):
+            paren = rest.index("(")
+            condition = balanced(rest, paren)[1:-1].strip()
+        body = block_after(rest, r"^", openers="{") or ""
+        calls.append((m.group(1), condition, body))
+    return calls
+
+
+def check_multi_tenant_main(main_text: str) -> list[str]:
+    """multiTenant is off by default, and everything it adds is behind it: the app
+    registration module, its consent in this tenant, the credential and client id settings;
+    the single-tenant grant to the managed identity is skipped when it is on."""
+    problems: list[str] = []
+    code = strip_comments(main_text)
+    declared = params(main_text)
+    if not re.fullmatch(r"bool\s*=\s*false", declared.get("multiTenant", "")):
+        problems.append("param multiTenant bool = false is missing (today's deployment must "
+                        "stay the default)")
+    settings = app_settings(main_text)
+    if settings.get("RESPONDER_CREDENTIAL", "").strip() != MULTI_TENANT_CREDENTIAL:
+        problems.append(f"RESPONDER_CREDENTIAL must be `{MULTI_TENANT_CREDENTIAL}`")
+    var = re.search(r"^var\s+multiTenantAppSettings\s*=\s*multiTenant\s*\?\s*", code,
+                    re.MULTILINE)
+    extra = block_after(code[var.end():], r"^", openers="{") if var else None
+    if not var or extra is None:
+        problems.append("var multiTenantAppSettings = multiTenant ? {...} : {} is missing")
+    else:
+        tail = code[var.end() + len(extra):].lstrip()
+        if not tail.startswith(": {}"):
+            problems.append("multiTenantAppSettings must be {} when multiTenant is off")
+        entries = object_entries(extra)
+        if entries.get("RESPONDER_APP_CLIENT_ID") != "responderApp.outputs.appId":
+            problems.append("RESPONDER_APP_CLIENT_ID must be the app registration's appId "
+                            "(responderApp.outputs.appId)")
+        if "AZURE_CLIENT_ID" in entries:
+            problems.append("AZURE_CLIENT_ID must stay the managed identity in multiTenant")
+    if not re.search(r"appSettings:\s*union\([^)]*\bmultiTenantAppSettings\s*,[^)]*"
+                     r"\bappSettings\)", code):
+        problems.append("multiTenantAppSettings must reach the site (in the union, before "
+                        "appSettings)")
+    apps = _module_call(main_text, "modules/responder-app.bicep")
+    if len(apps) != 1 or apps[0][0] != "responderApp" or apps[0][1] != "multiTenant":
+        problems.append("module responderApp 'modules/responder-app.bicep' = if (multiTenant) "
+                        "is missing")
+    elif "identityPrincipalId: identity.properties.principalId" not in apps[0][2]:
+        problems.append("the app's federated credential must trust the user-assigned identity")
+    grants = {symbol: (condition, body) for symbol, condition, body
+              in _module_call(main_text, "modules/graph-permissions.bicep")}
+    identity_grant = grants.get("graphPermissions")
+    if not identity_grant or identity_grant[0] != "grantApiPermissions && !multiTenant":
+        problems.append("graphPermissions (to the managed identity) must be "
+                        "if (grantApiPermissions && !multiTenant)")
+    app_grant = grants.get("appPermissions")
+    if not app_grant or app_grant[0] != "grantApiPermissions && multiTenant" or \
+            "responderApp.outputs.servicePrincipalId" not in app_grant[1]:
+        problems.append("appPermissions must grant permissions.json to the app's service "
+                        "principal, if (grantApiPermissions && multiTenant)")
+    for symbol, condition, _ in _module_call(main_text, "modules/responder-app.bicep"):
+        if "multiTenant" not in condition:
+            problems.append(f"module {symbol} is deployed without multiTenant")
+    return problems
+
+
+def _without_nested_resources(body: str) -> str:
+    """A resource body with its nested `resource x '...' = {...}` declarations cut out."""
+    out = body
+    for m in reversed(list(_RESOURCE.finditer(body))):
+        start = body.find("{", m.end())
+        out = out[:m.start()] + out[start + len(balanced(body, start)):]
+    return out
+
+
+def check_responder_app(module_text: str, graph_app_id: str, exchange_app_id: str) -> list[str]:
+    """The app registration is multi-tenant, requests exactly permissions.json (read from the
+    file, by app role value, as application permissions) and has one federated credential:
+    the managed identity, with the documented issuer, subject and audience."""
+    problems: list[str] = []
+    code = strip_comments(module_text)
+    if not re.search(r"^\s*extension\s+microsoftGraphV1\b", code, re.MULTILINE):
+        problems.append("responder-app.bicep must use `extension microsoftGraphV1`")
+    if not re.search(r"loadJsonContent\(\s*'\.\./permissions\.json'\s*\)", code):
+        problems.append("responder-app.bicep must loadJsonContent('../permissions.json')")
+    literals = sorted(set(_PERMISSION_LITERAL.findall(code)))
+    if literals:
+        problems.append(f"responder-app.bicep hard-codes permission names: {literals}")
+    for key in ("graphApplicationPermissions", "exchangeApplicationPermissions"):
+        if not re.search(rf"^\s*var\s+\w+\s*=\s*\w+\.{key}\s*$", code, re.MULTILINE):
+            problems.append(f"responder-app.bicep must read permissions.{key}")
+    found = resources(module_text)
+    by_app = {string_value(object_entries(r.body).get("appId", "")): r.symbol
+              for r in found if r.type == "Microsoft.Graph/servicePrincipals" and r.existing}
+    app = next((r for r in found if r.type == "Microsoft.Graph/applications"
+                and not r.existing), None)
+    if app is None:
+        return [*problems, "responder-app.bicep declares no Microsoft.Graph/applications"]
+    entries = object_entries(_without_nested_resources(app.body))
+    if string_value(entries.get("signInAudience", "")) != "AzureADMultipleOrgs":
+        problems.append("the app registration must be multi-tenant "
+                        "(signInAudience 'AzureADMultipleOrgs')")
+    if "uniqueName" not in entries:
+        problems.append("the app registration needs a uniqueName (its Bicep key)")
+    access = entries.get("requiredResourceAccess", "")
+    for app_id, label, var in ((graph_app_id, "Microsoft Graph", "requestedGraphPermissions"),
+                               (exchange_app_id, "Office 365 Exchange Online",
+                                "exchangePermissions")):
+        sp = by_app.get(app_id)
+        pattern = (rf"resourceAppId:\s*{sp}\.appId\s+resourceAccess:\s*map\(filter\({sp}"
+                   rf"\.appRoles,\s*(\w+)\s*=>\s*contains\({var},\s*\1\.value\)\),\s*(\w+)"
+                   rf"\s*=>\s*\{{\s*id:\s*\2\.id,\s*type:\s*'Role'\s*\}}\)")
+        if sp is None or not re.search(pattern, access):
+            problems.append(f"requiredResourceAccess must request the {label} app roles "
+                            f"named in permissions.json as application permissions (Role)")
+    if not re.search(r"^\s*var\s+requestedGraphPermissions\s*=\s*concat\(graphPermissions,"
+                     r"\s*optionalPermissions\)\s*$", code, re.MULTILINE):
+        problems.append("requestedGraphPermissions must be graphApplicationPermissions plus "
+                        "the optional ones enabled")
+    fic = next((r for r in resources(app.body)
+                if r.type == "federatedIdentityCredentials"), None)
+    if fic is None:
+        fic = next((r for r in found
+                    if r.type == "Microsoft.Graph/applications/federatedIdentityCredentials"),
+                   None)
+    if fic is None:
+        return [*problems, "the app registration has no federatedIdentityCredentials@v1.0"]
+    cred = object_entries(fic.body)
+    issuer = cred.get("issuer", "")
+    issuer_var = re.search(rf"^\s*var\s+{re.escape(issuer)}\s*=\s*(.+)$", code, re.MULTILINE)
+    if (issuer_var.group(1).strip() if issuer_var else issuer) != FIC_ISSUER:
+        problems.append(f"the federated credential's issuer must be {FIC_ISSUER}")
+    if cred.get("subject") != "identityPrincipalId":
+        problems.append("the federated credential's subject must be the managed identity's "
+                        "principal (object) id")
+    if re.sub(r"\s+", " ", cred.get("audiences", "")) != f"[ '{TOKEN_EXCHANGE_AUDIENCE}' ]":
+        problems.append(f"the federated credential's audience must be "
+                        f"{TOKEN_EXCHANGE_AUDIENCE} only")
+    if not re.search(r"^\s*name:\s*'\$\{app\.uniqueName\}/[\w-]{3,120}'", fic.body,
+                     re.MULTILINE):
+        problems.append("the federated credential's name must be '<app uniqueName>/<name>'")
+    sp = next((r for r in found if r.type == "Microsoft.Graph/servicePrincipals"
+               and not r.existing), None)
+    if sp is None or object_entries(sp.body).get("appId") != f"{app.symbol}.appId":
+        problems.append("the app registration needs its service principal in this tenant")
+    return problems
+
+
+def check_tenants_table(storage_text: str) -> list[str]:
+    """multiTenant only: the registry table, and the operator may write that table alone."""
+    problems: list[str] = []
+    code = strip_comments(storage_text)
+    table = re.search(r"^resource\s+(\w+)\s+'Microsoft\.Storage/storageAccounts/tableServices/"
+                      r"tables@[^']+'\s*=\s*if\s*\(multiTenant\)\s*\{[^}]*name:\s*tenantsTable",
+                      code, re.MULTILINE)
+    if not table:
+        problems.append("the tenants table must be created if (multiTenant), named "
+                        "tenantsTable")
+        return problems
+    grant = re.search(r"^resource\s+\w+\s+'Microsoft\.Authorization/roleAssignments@[^']+'\s*="
+                      r"\s*if\s*\(multiTenant\s*&&\s*!empty\(operatorPrincipalId\)\)\s*\{",
+                      code, re.MULTILINE)
+    body = block_after(code[grant.start():], r"^", openers="{") if grant else None
+    if not body or not re.search(rf"\bscope:\s*{table.group(1)}\b", body) or \
+            "roles.tableDataContributor" not in body:
+        problems.append("the operator's write access must be Table Data Contributor scoped "
+                        "to the tenants table, if (multiTenant && operator)")
+    return problems

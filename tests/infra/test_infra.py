@@ -48,7 +48,8 @@ def test_every_contract_setting_is_set_identity_based() -> None:
     settings = bc.app_settings(text(MAIN))
     assert bc.check_app_settings(settings, APP_SETTINGS, EXTRA_SETTINGS) == []
     assert bc.string_value(settings["AzureWebJobsStorage__credential"]) == "managedidentity"
-    assert bc.string_value(settings["RESPONDER_CREDENTIAL"]) == "managed-identity"
+    # the managed identity, unless the deployment is multi-tenant (test_multi_tenant_infra.py)
+    assert settings["RESPONDER_CREDENTIAL"] == bc.MULTI_TENANT_CREDENTIAL
     assert "AzureWebJobsStorage" not in settings
     assert "RESPONDER_STATIC_TOKEN" not in settings
 
@@ -153,7 +154,8 @@ def test_key_based_storage_setting_is_reported() -> None:
 
 
 def test_static_token_and_storage_connection_string_are_reported() -> None:
-    broken = mutate(text(MAIN), "  RESPONDER_CREDENTIAL: 'managed-identity'",
+    broken = mutate(text(MAIN),
+                    "  RESPONDER_CREDENTIAL: multiTenant ? 'federated-app' : 'managed-identity'",
                     "  RESPONDER_CREDENTIAL: 'static-token'\n  RESPONDER_STATIC_TOKEN: 'x'")
     problems = bc.check_app_settings(bc.app_settings(broken), APP_SETTINGS, EXTRA_SETTINGS)
     assert any("RESPONDER_STATIC_TOKEN must not be set" in p for p in problems)
