@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 
-.PHONY: setup demo test lint checkov bench emulator clean
+.PHONY: setup demo test lint checkov bench bench-tenants emulator clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11)"; exit 2; }
@@ -44,6 +44,11 @@ bench: setup
 	$(PY) -m bench.storm --sizes 100 500 1000 --repeat 3
 	$(PY) -m bench.storm --sizes 500 --instances 2
 	$(PY) -m bench.storm --sizes 500 --instances 3
+
+## Ten tenants on one deployment, and a newcomer tenant after another tenant's storm
+## (a few minutes on 2 cores): bench/out/tenants.json and bench/RESULTS.md's tenants block.
+bench-tenants: setup
+	$(PY) -m bench.tenants
 
 emulator: setup
 	$(PY) -m devtools.emulator --host 127.0.0.1 --port 8765 --token local-emulator-token

@@ -9,6 +9,7 @@ from functions.approvals_http import bp as approvals_http
 from functions.approvals_timer import bp as approvals_timer
 from functions.cleanup_worker import bp as cleanup_worker
 from functions.intake_worker import bp as intake_worker
+from functions.overflow_worker import bp as overflow_worker
 from functions.preflight_timer import bp as preflight_timer
 from functions.remediation_worker import bp as remediation_worker
 from functions.reports_http import bp as reports_http
@@ -21,6 +22,7 @@ configure_logging()
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(remediation_worker)
 app.register_functions(cleanup_worker)
+app.register_functions(overflow_worker)
 app.register_functions(sweeps)
 app.register_functions(alerts_http)
 app.register_functions(alerts_eventgrid)

@@ -25,12 +25,19 @@ from typing import Any
 import azure.functions as func
 from azure.functions.queue import QueueMessage
 
-from shared.settings import APP_SETTINGS, EXTRA_SETTINGS, cleanup_queue_for
+from shared.settings import APP_SETTINGS, EXTRA_SETTINGS, cleanup_queue_for, overflow_queue_for
 from shared.state.storage import Storage, poison_queue_name
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("responder.localhost")
 _FUNCTIONS_CACHE: dict[int, list[Any]] = {}
+BACKED_OFF_FUNCTIONS = frozenset({"remediation_overflow"})
+"""Queue functions polled as the host polls a queue it finds empty: each empty poll doubles
+the wait before the next, up to host.json's maxPollingInterval (the queue trigger's random
+exponential back-off, https://learn.microsoft.com/en-us/azure/azure-functions/functions-
+bindings-storage-queue-trigger#polling-algorithm; jitter left out). The overflow lane's
+queue is empty unless the deployment serves several tenants; the other queues keep the
+constant fast polling every benchmark was measured with."""
 
 
 def app_functions(app: func.FunctionApp) -> list[Any]:
@@ -60,6 +67,8 @@ def with_defaults(env: Mapping[str, str]) -> dict[str, str]:
     merged = {**defaults, **env}
     if "RESPONDER_CLEANUP_QUEUE" not in env:  # derived, as Settings.from_env derives it
         merged["RESPONDER_CLEANUP_QUEUE"] = cleanup_queue_for(merged["REMEDIATION_QUEUE"])
+    if "RESPONDER_OVERFLOW_QUEUE" not in env:
+        merged["RESPONDER_OVERFLOW_QUEUE"] = overflow_queue_for(merged["REMEDIATION_QUEUE"])
     return merged
 
 
@@ -99,7 +108,11 @@ class LocalHost:
         batch_size: int | None = None,
         poll_interval: float = 0.05,
         lease_seconds: float = 300,
+        receive_batch: bool = False,
     ) -> None:
+        """`receive_batch`: take up to 32 messages per Get Messages call, as the host does
+        (one call per batch); by default one message per call (the SDK's default page),
+        which is how every benchmark so far was measured."""
         cfg = host_queue_settings()
         self.storage = storage
         self.env = dict(os.environ if env is None else env)
@@ -110,6 +123,10 @@ class LocalHost:
         self.batch_size = batch_size or (int(cfg.get("batchSize", 16))
                                          + int(cfg.get("newBatchThreshold", 8)))
         self.poll_interval = poll_interval
+        self.receive_batch = receive_batch
+        self.max_polling_interval = _seconds(cfg.get("maxPollingInterval"), 60)
+        self._backoff: dict[str, tuple[float, float]] = {}
+        """Backed-off queue functions: (next poll at, current wait)."""
         self.lease_seconds = lease_seconds
         self.stats = HostStats()
         self.functions = self._queue_functions(app)
@@ -133,6 +150,9 @@ class LocalHost:
         """Receive what is visible now and start it; returns how many messages started."""
         started = 0
         for qf in self.functions:
+            backed_off = qf.name in BACKED_OFF_FUNCTIONS
+            if backed_off and time.monotonic() < self._backoff.get(qf.name, (0.0, 0.0))[0]:
+                continue
             # The host's concurrency is per queue function ("per job method"): at most
             # batchSize + newBatchThreshold messages each (QueuesOptions.BatchSize,
             # https://azuresdkdocs.z19.web.core.windows.net/dotnet/Microsoft.Azure.WebJobs.
@@ -142,16 +162,30 @@ class LocalHost:
             if room <= 0:
                 continue
             client = await self.storage.ensure_queue(qf.queue)
+            batch = {"messages_per_page": min(32, room)} if self.receive_batch else {}
             messages = client.receive_messages(max_messages=min(32, room),
-                                               visibility_timeout=int(self.lease_seconds))
+                                               visibility_timeout=int(self.lease_seconds),
+                                               **batch)
+            found = 0
             async for m in messages:
+                found += 1
                 task = asyncio.create_task(self._deliver(qf, client, m))
                 self._in_flight.add(task)
                 self._busy[qf.name] = self._busy.get(qf.name, 0) + 1
                 task.add_done_callback(self._in_flight.discard)
                 task.add_done_callback(lambda _t, name=qf.name: self._done(name))
                 started += 1
+            if backed_off:
+                self._back_off(qf.name, found)
         return started
+
+    def _back_off(self, name: str, found: int) -> None:
+        if found:
+            self._backoff.pop(name, None)
+            return
+        wait = self._backoff.get(name, (0.0, self.poll_interval / 2))[1]
+        wait = min(self.max_polling_interval, max(self.poll_interval, wait * 2))
+        self._backoff[name] = (time.monotonic() + wait, wait)
 
     def _done(self, name: str) -> None:
         self._busy[name] = self._busy.get(name, 1) - 1

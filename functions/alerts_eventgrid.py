@@ -15,10 +15,11 @@ from typing import Any
 
 import azure.functions as func
 
-from functions.runtime import services
+from functions.runtime import hub, services
 from shared.intake.pipeline import IntakeOutcome, intake_payload, record
 from shared.intake.sources import AlertError
 from shared.services import Services
+from shared.tenancy import TenantHub
 
 bp = func.Blueprint()
 log = logging.getLogger("responder.functions.alerts_eventgrid")
@@ -39,10 +40,12 @@ def envelope(event: func.EventGridEvent) -> dict[str, Any]:
     }
 
 
-async def handle(svc: Services, event: func.EventGridEvent) -> IntakeOutcome | None:
-    """Take in one event; None when it could not be read (recorded with the reason)."""
+async def handle(svc: Services, event: func.EventGridEvent,
+                 tenants: TenantHub | None = None) -> IntakeOutcome | None:
+    """Take in one event; None when it could not be read (recorded with the reason).
+    `tenants`: route each signal to the tenant it names (`svc` is then its default)."""
     try:
-        outcome = await intake_payload(svc, envelope(event), route=ROUTE)
+        outcome = await intake_payload(svc, envelope(event), route=ROUTE, hub=tenants)
     except AlertError as exc:
         log.warning("Event Grid event %s refused: %s", event.id, exc)
         await record(svc, "eventgrid-refused", f"{type(exc).__name__}: {exc}",
@@ -58,6 +61,6 @@ async def handle(svc: Services, event: func.EventGridEvent) -> IntakeOutcome | N
 @bp.event_grid_trigger(arg_name="event")
 async def risk_alert_eventgrid(event: func.EventGridEvent) -> None:
     """Event Grid entry point."""
-    outcome = await handle(await services(), event)
+    outcome = await handle(await services(), event, await hub())
     if outcome is not None:
         log.info("Event Grid event %s: %s", event.id, outcome.summary())

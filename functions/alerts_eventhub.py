@@ -15,11 +15,12 @@ import logging
 
 import azure.functions as func
 
-from functions.runtime import services
+from functions.runtime import hub, services
 from shared.intake import deadletter
 from shared.intake.pipeline import IntakeOutcome, intake_payload, record
 from shared.intake.sources import AlertError
 from shared.services import Services
+from shared.tenancy import TenantHub
 
 bp = func.Blueprint()
 log = logging.getLogger("responder.functions.alerts_eventhub")
@@ -39,9 +40,10 @@ def is_last_attempt(context: func.Context | None) -> bool:
 
 
 async def handle(svc: Services, events: list[func.EventHubEvent], *,
-                 last_attempt: bool = False) -> IntakeOutcome:
+                 last_attempt: bool = False, tenants: TenantHub | None = None) -> IntakeOutcome:
     """Take in a batch; raises the first transient error only after every event was tried.
-    On the last attempt each event that still fails is first kept as a dead-letter item."""
+    On the last attempt each event that still fails is first kept as a dead-letter item.
+    `tenants`: route each record to the tenant it names (`svc` is then its default)."""
     total = IntakeOutcome(ROUTE)
     failures: list[BaseException] = []
     failed: list[tuple[func.EventHubEvent, dict[str, object], BaseException]] = []
@@ -49,7 +51,7 @@ async def handle(svc: Services, events: list[func.EventHubEvent], *,
         where = {"route": ROUTE, "index": index, "sequenceNumber": event.sequence_number,
                  "partitionKey": event.partition_key}
         try:
-            outcome = await intake_payload(svc, event.get_body(), route=ROUTE)
+            outcome = await intake_payload(svc, event.get_body(), route=ROUTE, hub=tenants)
         except AlertError as exc:
             log.warning("Event Hub event %d refused: %s", index, exc)
             await record(svc, "eventhub-refused", f"{type(exc).__name__}: {exc}", where)
@@ -97,5 +99,6 @@ async def risk_alert_eventhub(events: list[func.EventHubEvent],
     """Event Hub entry point (cardinality many); `context` carries the retry count. The
     worker requires the annotation to be exactly `func.Context`; the default lets a direct
     call (tests, tools) pass none, which counts as not the last attempt."""
-    outcome = await handle(await services(), events, last_attempt=is_last_attempt(context))
+    outcome = await handle(await services(), events, last_attempt=is_last_attempt(context),
+                           tenants=await hub())
     log.info("Event Hub batch of %d event(s): %s", len(events), outcome.summary())

@@ -24,9 +24,9 @@ from typing import Any
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
-from functions.runtime import services
+from functions.runtime import hub, services
 from shared.intake.batches import needs_queue, store_batch
-from shared.intake.pipeline import intake_result, record
+from shared.intake.pipeline import intake_result, record, take_user_changes
 from shared.intake.sources import (
     AlertError,
     PayloadTooLarge,
@@ -40,8 +40,8 @@ from shared.intake.sources.graph_detections import (
     from_change_notifications,
 )
 from shared.intake.sources.result import NormaliseResult
-from shared.intake.user_checks import queue_user_checks
 from shared.services import Services
+from shared.tenancy import TenantHub
 
 bp = func.Blueprint()
 log = logging.getLogger("responder.functions.alerts_http")
@@ -118,7 +118,8 @@ async def _validation(svc: Services, req: func.HttpRequest, token: str) -> func.
                              headers={"X-Content-Type-Options": "nosniff"})
 
 
-async def _notifications(svc: Services, payload: Any) -> func.HttpResponse:
+async def _notifications(svc: Services, payload: Any,
+                         tenants: TenantHub | None = None) -> func.HttpResponse:
     """A Graph change-notification body: each item's clientState is checked in constant
     time, and the kept items are read only as change notifications (never handed to the
     general normaliser, so a risk-detection shape or a `records` array beside a valid
@@ -150,7 +151,7 @@ async def _notifications(svc: Services, payload: Any) -> func.HttpResponse:
                      {"route": ROUTE, "locator": problem.locator, "source": problem.source,
                       "error": problem.error})
     try:
-        checks = await queue_user_checks(svc, result.user_changes, route=ROUTE,
+        checks = await take_user_changes(svc, result.user_changes, route=ROUTE, hub=tenants,
                                          client_state_checked=True)
     except AzureError:  # storage trouble: Graph retries the notification
         log.warning("could not queue user checks", exc_info=True)
@@ -176,8 +177,10 @@ async def _queue_body(svc: Services, body: bytes, result: NormaliseResult) \
                        "problems": len(result.problems), "ignored": len(result.ignored)})
 
 
-async def handle(svc: Services, req: func.HttpRequest) -> func.HttpResponse:
-    """The whole webhook, testable with a real `func.HttpRequest`."""
+async def handle(svc: Services, req: func.HttpRequest,
+                 tenants: TenantHub | None = None) -> func.HttpResponse:
+    """The whole webhook, testable with a real `func.HttpRequest`. `tenants`: route each
+    signal to the tenant its payload names (`svc` is then the hub's default Services)."""
     if req.method.upper() == "OPTIONS":  # CloudEvents webhook abuse-protection handshake
         origin = req.headers.get("webhook-request-origin")
         if not origin:
@@ -221,7 +224,7 @@ async def handle(svc: Services, req: func.HttpRequest) -> func.HttpResponse:
         return _json(200, {"validationResponse": code})
 
     if _is_change_notification(payload):
-        return await _notifications(svc, payload)
+        return await _notifications(svc, payload, tenants)
     if secret and given is None:
         return await _refuse(svc, 401, f"missing {SECRET_HEADER} header")
 
@@ -236,7 +239,7 @@ async def handle(svc: Services, req: func.HttpRequest) -> func.HttpResponse:
     if needs_queue(len(body), result):
         return await _queue_body(svc, body, result)
     outcome = await intake_result(svc, result, route=ROUTE, check_groups=False,
-                                  lookup_seconds=LOOKUP_SECONDS)
+                                  lookup_seconds=LOOKUP_SECONDS, hub=tenants)
     summary = outcome.summary()
     if outcome.errors:  # storage trouble: ask the sender to retry (dedupe absorbs repeats)
         log.warning("alert webhook: %d signal(s) failed, asking for a retry", len(outcome.errors))
@@ -249,4 +252,4 @@ async def handle(svc: Services, req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="alerts", methods=["POST", "OPTIONS"], auth_level=func.AuthLevel.FUNCTION)
 async def risk_alert_http(req: func.HttpRequest) -> func.HttpResponse:
     """Webhook entry point: POST /api/alerts?code=<function key>."""
-    return await handle(await services(), req)
+    return await handle(await services(), req, await hub())

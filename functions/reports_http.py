@@ -1,12 +1,15 @@
 """Run report endpoint: GET /api/runs/{runId}/report?format=html|md|json|case|pdf (function
 key). `case` is the printable case report; `pdf` is that page printed by headless Chromium,
-501 where there is no Chromium (the Azure Functions image has none: use the CLI's --pdf)."""
+501 where there is no Chromium (the Azure Functions image has none: use the CLI's --pdf).
+`&tenant=<id or domain>` names the tenant whose journal holds the run (default: the default
+tenant); a tenant this app does not serve, or a run of another tenant, is 404."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
-from functions.runtime import services
+from functions.runtime import services, services_for
+from shared.errors import UnknownTenant
 from shared.playbook import case_pdf, case_report, reports
 from shared.services import Services
 
@@ -24,7 +27,11 @@ async def run_report(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse(f"format must be one of {', '.join(FORMATS)}", status_code=400,
                                  headers=_HEADERS)
     run_id = req.route_params.get("runId", "")
-    svc = await services()
+    tenant = (req.params.get("tenant") or "").strip()
+    try:
+        svc = await services_for(tenant) if tenant else await services()
+    except UnknownTenant:
+        return func.HttpResponse("unknown tenant", status_code=404, headers=_HEADERS)
     if fmt == "pdf":
         return await _pdf(svc, run_id)
     if fmt == "case":

@@ -51,7 +51,8 @@ async def services() -> Services:
 
 async def hub() -> TenantHub:
     """The tenant hub over `services()`: made once per default Services (no I/O; the
-    registry is read only when a message names another tenant)."""
+    registry is read only when a message names another tenant, and by fairness between
+    tenants in a federated-app deployment, shared.playbook.fairness)."""
     global _hub
     if _injected_hub is not None:
         return _injected_hub

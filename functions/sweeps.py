@@ -3,10 +3,12 @@
 The v2 programming model indexes decorated functions, so each sweep has its own function
 (`sweep_<name>`); the `%SETTING%` of its schedule comes from the sweep's registry entry.
 
-Each function is a thin adapter: log the tick, run the sweep once (bounded, under its lease,
-so a tick that arrives while the previous run is still going returns at once), and raise
-when the sweep failed so the failure shows in monitoring. A past-due tick (the app was down
-or busy) runs once, normally: the work is bounded and resumes from the checkpoint.
+Each function is a thin adapter: log the tick, run the sweep once for each tenant in turn
+(shared.sweeps.tenants: the default tenant first, each bounded, under its own lease, so a
+tick that arrives while the previous run is still going returns at once), and raise when
+the sweep failed for any tenant, after every tenant was swept, so the failure shows in
+monitoring. A past-due tick (the app was down or busy) runs once, normally: the work is
+bounded and resumes from each tenant's checkpoint.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ import logging
 
 import azure.functions as func
 
-from functions.runtime import services
-from shared.sweeps import SWEEPS, run_sweep
+from functions.runtime import hub
+from shared.sweeps import SWEEPS
+from shared.sweeps.tenants import run_sweep_for_tenants
 
 bp = func.Blueprint()
 log = logging.getLogger("responder.functions.sweeps")
 
 
 class SweepFailed(RuntimeError):
-    """The sweep recorded a failure (its report in the journal says why)."""
+    """The sweep recorded a failure for a tenant (its report in that tenant's journal
+    says why)."""
 
 
 def schedule(name: str) -> str:
@@ -34,10 +38,11 @@ def schedule(name: str) -> str:
 async def fire(name: str, timer: func.TimerRequest) -> None:
     past_due = bool(getattr(timer, "past_due", False))
     log.info("sweep %s timer fired%s", name, " (past due)" if past_due else "")
-    result = await run_sweep(await services(), name, trigger="timer", past_due=past_due)
+    result = await run_sweep_for_tenants(await hub(), name, trigger="timer", past_due=past_due)
     log.info(result.summary())
-    if result.status == "failed":
-        raise SweepFailed(f"{result.summary()}: {'; '.join(result.errors)}")
+    if result.failed:
+        raise SweepFailed("; ".join(f"tenant {r.tenant}: {r.result.summary()}: "
+                                    f"{'; '.join(r.result.errors)}" for r in result.failed))
 
 
 @bp.function_name("sweep_audit")

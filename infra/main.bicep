@@ -165,6 +165,7 @@ module storage 'modules/storage.bicep' = {
     remediationQueue: remediationQueue
     appQueues: [
       '${remediationQueue}-cleanup'
+      '${remediationQueue}-overflow'
       featureAppSettings.RESPONDER_INTAKE_QUEUE
     ]
     journalTable: journalTable
@@ -204,6 +205,7 @@ var appSettings = {
   AZURE_CLIENT_ID: identity.properties.clientId
   REMEDIATION_QUEUE: remediationQueue
   RESPONDER_CLEANUP_QUEUE: '${remediationQueue}-cleanup'
+  RESPONDER_OVERFLOW_QUEUE: '${remediationQueue}-overflow'
   RESPONDER_POLICY: responderPolicy
   RESPONDER_DRY_RUN: responderDryRun
   RESPONDER_JOURNAL_TABLE: journalTable

@@ -11,7 +11,8 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from shared.errors import ResponderError, ValidationError
@@ -47,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--pdf", metavar="FILE",
                      help="write the case report as PDF to FILE (needs Chromium: "
                           "RESPONDER_CHROMIUM_PATH, or chromium on PATH)")
+    rep.add_argument("--tenant", help="the tenant of the run: a registered tenant's id or "
+                                      "domain (default: RESPONDER_TENANT_ID)")
     rel = sub.add_parser("release", help="undo a run after a false positive "
                                          "(docs/safety.md)")
     rel.add_argument("run_id", nargs="?", help="the run to undo (or give --user)")
@@ -55,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     rel.add_argument("--all", action="store_true", help="with --user: every unreleased run")
     rel.add_argument("--dry-run", action="store_true", help="show what would be undone")
     rel.add_argument("--reason", default="false positive (command line)")
+    rel.add_argument("--tenant", help="the tenant of the run or user: a registered tenant's "
+                                      "id or domain (default: RESPONDER_TENANT_ID)")
     sw = sub.add_parser("sweep", help="run one timer sweep now (docs/sweeps.md)")
     sw.add_argument("name", help=", ".join(SWEEP_NAMES))
     sw.add_argument("--dry-run", action="store_true", help="report, change nothing")
@@ -213,7 +218,31 @@ async def _remediate(args: argparse.Namespace, services: Services) -> int:
     return 0 if outcome.run.state == "finished" and not outcome.failed_steps else 1
 
 
+@asynccontextmanager
+async def _tenant_services(tenant: str | None, services: Services) -> AsyncIterator[Services]:
+    """The Services acting for `--tenant`: the default tenant's are `services` themselves
+    (no lookup); another tenant's come from the registry (UnknownTenant when it is not
+    served), so a run id is looked up in that tenant's journal only."""
+    if not tenant or services.settings.is_default_tenant(tenant):
+        yield services
+        return
+    from shared.playbook.catalogue import check_policy
+    from shared.tenancy import TenantHub
+    from shared.tenant.credentials import credential_factory
+
+    hub = TenantHub(services, credential_factory(services.settings), check_policy=check_policy)
+    try:
+        yield await hub.services_for(tenant)
+    finally:
+        await hub.close()
+
+
 async def _report(args: argparse.Namespace, services: Services) -> int:
+    async with _tenant_services(args.tenant, services) as acting:
+        return await _report_for(args, acting)
+
+
+async def _report_for(args: argparse.Namespace, services: Services) -> int:
     if args.pdf:
         return await _report_pdf(args, services)
     if args.format == "case":
@@ -270,7 +299,8 @@ async def _release(args: argparse.Namespace, services: Services) -> int:
               "reason": args.reason, "requestedBy": "cli", "source": "cli"}
     request = RemediationRequest.model_validate({k: v for k, v in fields.items()
                                                  if v is not None})
-    first = await release_run(services, request)
+    async with _tenant_services(args.tenant, services) as acting:
+        first = await release_run(acting, request)
     failed = []
     for outcome in [first, *first.others]:
         title = "would undo" if args.dry_run else ("already released" if outcome.already_done

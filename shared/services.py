@@ -61,6 +61,9 @@ class Services:
     """Transport of notification webhook deliveries; None = the network (tests inject)."""
     owns_storage: bool = True
     """False for another tenant's Services: the storage clients are the default's."""
+    enabled_steps: frozenset[str] | None = None
+    """The tenant's `features` (shared.tenancy): when they name steps, a request's explicit
+    `actions` may use only those (shared.playbook.runner refuses the others); None: any."""
     _identity_reads: IdentityReads | None = None
 
     _ttl_cache: dict[str, tuple[float, Any]] = field(default_factory=dict)

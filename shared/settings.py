@@ -81,6 +81,10 @@ EXTRA_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("RESPONDER_CLEANUP_QUEUE", "remediation-requests-cleanup",
                 "queue of runs whose account is contained and whose clean-up steps follow "
                 "(default: REMEDIATION_QUEUE + '-cleanup'; the queue trigger binds it)"),
+    SettingSpec("RESPONDER_OVERFLOW_QUEUE", "remediation-requests-overflow",
+                "queue of remediation requests a tenant over its share of an instance moved "
+                "aside, so another tenant's requests are reached at once (default: "
+                "REMEDIATION_QUEUE + '-overflow'; the queue trigger binds it)"),
     SettingSpec("RESPONDER_INTAKE_QUEUE", "responder-intake",
                 "queue of large alert bodies stored for the intake worker (the queue trigger "
                 "binds it)"),
@@ -211,6 +215,11 @@ def cleanup_queue_for(remediation_queue: str) -> str:
     return f"{remediation_queue}-cleanup"
 
 
+def overflow_queue_for(remediation_queue: str) -> str:
+    """The overflow lane's queue when RESPONDER_OVERFLOW_QUEUE is not set."""
+    return f"{remediation_queue}-overflow"
+
+
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
 # Table names: alphanumeric, not starting with a digit, 3-63 characters
@@ -300,6 +309,11 @@ class Settings:
     """RESPONDER_CLEANUP_QUEUE: a run contains the account from REMEDIATION_QUEUE, then its
     clean-up steps wait here, so every queued account is contained before clean-up takes
     the capacity (each queue trigger has its own concurrency)."""
+    overflow_queue: str = "remediation-requests-overflow"
+    """RESPONDER_OVERFLOW_QUEUE: when the deployment serves several tenants, a containment
+    request of a tenant that already holds its share of an instance is moved here, so the
+    remediation queue drains and another tenant's request is reached within seconds
+    (shared.playbook.fairness); a single-tenant deployment never uses it."""
     intake_queue: str = "responder-intake"
     """RESPONDER_INTAKE_QUEUE: large alert bodies wait here (as a pointer to a stored blob)
     for the intake worker, so the webhook answers at once."""
@@ -420,9 +434,12 @@ class Settings:
         queue = _queue_name(env, "REMEDIATION_QUEUE", "remediation-requests")
         intake_queue = _queue_name(env, "RESPONDER_INTAKE_QUEUE", "responder-intake")
         cleanup_queue = _queue_name(env, "RESPONDER_CLEANUP_QUEUE", cleanup_queue_for(queue))
-        if len({queue, intake_queue, cleanup_queue}) < 3:
-            raise SettingsError("REMEDIATION_QUEUE, RESPONDER_CLEANUP_QUEUE and "
-                                "RESPONDER_INTAKE_QUEUE must be three different queues")
+        overflow_queue = _queue_name(env, "RESPONDER_OVERFLOW_QUEUE",
+                                     overflow_queue_for(queue))
+        if len({queue, intake_queue, cleanup_queue, overflow_queue}) < 4:
+            raise SettingsError("REMEDIATION_QUEUE, RESPONDER_CLEANUP_QUEUE, "
+                                "RESPONDER_OVERFLOW_QUEUE and RESPONDER_INTAKE_QUEUE must be "
+                                "four different queues")
         return cls(
             storage_connection=storage,
             storage_account=(env.get("AzureWebJobsStorage__accountName") or "").strip(),
@@ -452,6 +469,7 @@ class Settings:
             graph_client_state=(env.get("RESPONDER_GRAPH_CLIENT_STATE") or "").strip(),
             intake_queue=intake_queue,
             cleanup_queue=cleanup_queue,
+            overflow_queue=overflow_queue,
             sweeps_dry_run=_bool(env, "RESPONDER_SWEEPS_DRY_RUN", "false"),
             sweep_forwarding_enabled=_bool(env, "RESPONDER_SWEEP_FORWARDING_ENABLED", "false"),
             approval_secret=env.get("RESPONDER_APPROVAL_SECRET") or "",

@@ -19,6 +19,7 @@ from shared.services import Services
 from shared.settings import Settings, SettingsError, tenant_domain, tenant_guid
 from shared.state.tenants import TenantRecord, TenantRegistry
 from shared.tenant.credentials import AsyncTokenCredential, CredentialFactory
+from shared.tenant.pacing import TenantShares
 
 log = logging.getLogger("responder.tenancy")
 
@@ -83,6 +84,9 @@ class TenantHub:
         self._build = build
         self._services: dict[str, Services] = {}
         self._lock = asyncio.Lock()
+        self.shares = TenantShares()
+        """This instance's containments in flight per tenant (fairness between tenants,
+        shared.playbook.fairness): one per process, as the hub is."""
 
     def is_default(self, tenant: str | None) -> bool:
         return self.default.settings.is_default_tenant(tenant)
@@ -134,7 +138,10 @@ class TenantHub:
             raise UnknownTenant(f"unknown tenant: {record.tenant_id} cannot be served: "
                                 f"{exc}") from exc
         log.info("services made for tenant %s", record.tenant_id)
-        return self._build(settings, credential, policy, self.default)
+        services = self._build(settings, credential, policy, self.default)
+        # its playbooks are narrowed above; explicit `actions` are bounded by the runner
+        services.enabled_steps = frozenset(record.features) or None
+        return services
 
     async def tenant_of_domain(self, domain: str) -> str | None:
         """The tenant id whose accepted domains include `domain` (an alert naming a UPN only);

@@ -43,9 +43,10 @@ var identityRoles = [
   roles.tableDataContributor
 ]
 
-@description('The other queues the app\'s triggers read (the clean-up lane, the intake worker); each gets its poison queue.')
+@description('The other queues the app\'s triggers read (the clean-up lane, the overflow lane of fairness between tenants, the intake worker); each gets its poison queue.')
 param appQueues array = [
   'remediation-requests-cleanup'
+  'remediation-requests-overflow'
   'responder-intake'
 ]
 

@@ -29,7 +29,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -38,6 +38,9 @@ from shared.intake.pipeline import IntakeOutcome, intake_payload, record
 from shared.intake.sources import AlertError, NormaliseResult
 from shared.services import Services
 from shared.state.storage import poison_queue_name
+
+if TYPE_CHECKING:
+    from shared.tenancy import TenantHub
 
 log = logging.getLogger("responder.intake.batches")
 
@@ -136,10 +139,13 @@ async def _poison(services: Services, body: bytes | str, reason: str,
 
 async def take_batch(services: Services, body: bytes | str, *, dequeue_count: int = 1,
                      max_dequeue_count: int = MAX_DEQUEUE_COUNT,
-                     message_id: str | None = None) -> BatchResult:
+                     message_id: str | None = None,
+                     hub: TenantHub | None = None) -> BatchResult:
     """Take in the stored body an intake message points at; delete it when done.
 
     Raises `BatchRetry` (or the storage error) for transient trouble, so the host retries.
+    The body is stored by the default tenant's Services; with a `hub`, each of its signals
+    is taken in by the tenant it names.
     """
     try:
         message = _parse(body)
@@ -156,7 +162,7 @@ async def take_batch(services: Services, body: bytes | str, *, dequeue_count: in
         await record(services, "batch-missing", reason, data)
         return BatchResult("missing", reason)
     try:
-        outcome = await intake_payload(services, stored, route=route)
+        outcome = await intake_payload(services, stored, route=route, hub=hub)
     except AlertError as exc:
         return await _poison(services, body, f"stored body is not readable as alerts "
                              f"({type(exc).__name__}: {exc}); kept as {name}", data)

@@ -25,21 +25,25 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError as PydanticValidationError
 
 from shared.errors import ServiceError
 from shared.intake.decision import LEVEL_RANK, Refusal, decide, effective_level
 from shared.intake.dedupe import Deduper
+from shared.intake.routing import Refused, split
 from shared.intake.sources import NormaliseResult, normalise
-from shared.intake.sources.result import AlertProblem
+from shared.intake.sources.result import AlertProblem, UserChange
 from shared.intake.user_checks import queue_user_checks
 from shared.intake.user_keys import UserKeys
 from shared.models import RemediationRequest, RiskSignal
 from shared.safety.exclusions import group_reason
 from shared.services import Services
 from shared.state import partitions
+
+if TYPE_CHECKING:
+    from shared.tenancy import TenantHub
 
 log = logging.getLogger("responder.intake")
 
@@ -48,6 +52,8 @@ INTAKE_PARTITION = partitions.INTAKE
 CONCURRENCY = 16
 """Users handled at once within one payload (each user's signals stay in order)."""
 
+UNKNOWN_TENANT = "unknown_tenant"
+"""The code of an intake record refusing a signal for a tenant this deployment does not serve."""
 QUIET_SEEN_ROUTES = frozenset({"poller"})
 """Routes that re-read detections on purpose (the poll overlap): a detection they see again
 is skipped without an audit event, which would otherwise repeat every run."""
@@ -140,35 +146,48 @@ async def record(services: Services, kind: str, message: str,
 async def intake_payload(services: Services, payload: Any, *, route: str,
                          check_groups: bool = True, dry_run: bool = False,
                          clock: Clock = _utcnow,
-                         lookup_seconds: float | None = None) -> IntakeOutcome:
+                         lookup_seconds: float | None = None,
+                         hub: TenantHub | None = None) -> IntakeOutcome:
     """Normalise a payload (parsed JSON, or JSON text/bytes) and take in its signals.
 
     Raises `AlertError` (UnknownShape, MalformedPayload, PayloadTooLarge) for a payload that
     cannot be read at all; per-item problems are recorded and returned, never raised.
+    With a `hub`, each signal is taken in by the Services of the tenant it names
+    (`shared.intake.routing`); `services` must then be the hub's default.
     """
     result = normalise(payload)
     return await intake_result(services, result, route=route, check_groups=check_groups,
-                               dry_run=dry_run, clock=clock, lookup_seconds=lookup_seconds)
+                               dry_run=dry_run, clock=clock, lookup_seconds=lookup_seconds,
+                               hub=hub)
 
 
 async def intake_result(services: Services, result: NormaliseResult, *, route: str,
                         check_groups: bool = True, dry_run: bool = False,
                         clock: Clock = _utcnow,
-                        lookup_seconds: float | None = None) -> IntakeOutcome:
-    """Take in a normaliser result: record its problems, then handle its signals."""
-    outcome = await intake_signals(services, result.signals, route=route,
-                                   check_groups=check_groups, dry_run=dry_run, clock=clock,
-                                   lookup_seconds=lookup_seconds)
+                        lookup_seconds: float | None = None,
+                        hub: TenantHub | None = None,
+                        tenant: str | None = None) -> IntakeOutcome:
+    """Take in a normaliser result: record its problems, then handle its signals.
+
+    `hub`: route each signal to the tenant it names (problems are recorded in the default
+    tenant's journal). `tenant`: `services` are that tenant's (the poller of a tenant)."""
+    if hub is None:
+        outcome = await _take_share(services, result.signals, result.user_changes,
+                                    route=route, check_groups=check_groups, dry_run=dry_run,
+                                    clock=clock, lookup_seconds=lookup_seconds, tenant=tenant)
+    else:
+        outcome = IntakeOutcome(route)
+        shares, refused = await split(hub, result.signals, result.user_changes)
+        for share in shares:
+            outcome.extend(await _take_share(
+                share.services, share.signals, share.changes, route=route,
+                check_groups=check_groups, dry_run=dry_run, clock=clock,
+                lookup_seconds=lookup_seconds, tenant=share.tenant))
+        for part in refused:
+            outcome.extend(await _refuse_tenant(hub.default, part, route=route,
+                                                dry_run=dry_run))
     outcome.problems.extend(result.problems)
     outcome.ignored.extend(result.ignored)
-    if result.user_changes and not dry_run:
-        # a user change is not a risk signal: at most a paced read of the user's risk
-        outcome.user_checks = await queue_user_checks(services, result.user_changes,
-                                                      route=route)
-    elif result.user_changes:
-        outcome.ignored.extend(
-            f"user change for {c.user_id or c.upn}: would queue a paced risk read, no run"
-            for c in result.user_changes)
     if not dry_run:
         for problem in result.problems:
             log.warning("alert item %s from %s not usable: %s", problem.locator, route,
@@ -179,16 +198,77 @@ async def intake_result(services: Services, result: NormaliseResult, *, route: s
     return outcome
 
 
+async def _take_share(services: Services, signals: list[RiskSignal],
+                      changes: list[UserChange], *, route: str, check_groups: bool,
+                      dry_run: bool, clock: Clock, lookup_seconds: float | None,
+                      tenant: str | None) -> IntakeOutcome:
+    """One tenant's signals and user changes, taken in by its own Services."""
+    outcome = await intake_signals(services, signals, route=route, check_groups=check_groups,
+                                   dry_run=dry_run, clock=clock,
+                                   lookup_seconds=lookup_seconds, tenant=tenant)
+    if changes and not dry_run:
+        # a user change is not a risk signal: at most a paced read of the user's risk
+        outcome.user_checks = await queue_user_checks(services, changes, route=route)
+    elif changes:
+        outcome.ignored.extend(
+            f"user change for {c.user_id or c.upn}: would queue a paced risk read, no run"
+            for c in changes)
+    return outcome
+
+
+async def _refuse_tenant(default: Services, part: Refused, *, route: str,
+                         dry_run: bool) -> IntakeOutcome:
+    """Signals and user changes for a tenant this deployment does not serve: refused with
+    the reason, recorded in the default tenant's journal (no tenant's table is touched)."""
+    outcome = IntakeOutcome(route)
+    for signal in part.signals:
+        item = IntakeItem(signal, "refused", part.reason)
+        outcome.items.append(item)
+        log.info("intake %s: refused %s signal: %s", route, signal.source, part.reason)
+        if not dry_run:
+            await record(default, "refused", part.reason, item.public() | {
+                "route": route, "tenant": part.tenant, "code": UNKNOWN_TENANT})
+    for change in part.changes:
+        outcome.ignored.append(f"user change for {change.user_id or change.upn}: "
+                               f"{part.reason}")
+        if not dry_run:
+            await record(default, "refused", part.reason, {
+                "route": route, "tenant": part.tenant, "code": UNKNOWN_TENANT,
+                "user": change.user_id or change.upn, "source": change.source})
+    return outcome
+
+
+async def take_user_changes(services: Services, changes: list[UserChange], *, route: str,
+                            hub: TenantHub | None = None,
+                            client_state_checked: bool = False) -> int:
+    """Queue user changes for a paced risk read, each in its tenant's journal (with a
+    `hub`); changes for a tenant not served are refused and recorded. Returns how many
+    were queued."""
+    if hub is None:
+        return await queue_user_checks(services, changes, route=route,
+                                       client_state_checked=client_state_checked)
+    shares, refused = await split(hub, [], changes)
+    queued = 0
+    for share in shares:
+        queued += await queue_user_checks(share.services, share.changes, route=route,
+                                          client_state_checked=client_state_checked)
+    for part in refused:
+        await _refuse_tenant(hub.default, part, route=route, dry_run=False)
+    return queued
+
+
 async def intake_signals(services: Services, signals: Iterable[RiskSignal], *, route: str,
                          check_groups: bool = True, dry_run: bool = False,
                          clock: Clock = _utcnow,
-                         lookup_seconds: float | None = None) -> IntakeOutcome:
+                         lookup_seconds: float | None = None,
+                         tenant: str | None = None) -> IntakeOutcome:
     """Decide, deduplicate and enqueue each signal.
 
     A failure on one signal (storage down) becomes that item's `error` and never stops the
     others; callers turn `outcome.errors` into a retry of their trigger (dedupe makes the
     retry harmless for the signals that did succeed). `lookup_seconds` bounds the directory
-    lookups of users named without an object id (None: no bound).
+    lookups of users named without an object id (None: no bound). `tenant`: the services
+    are that (non-default) tenant's, and every request queued names it.
     """
     outcome = IntakeOutcome(route)
     signals = list(signals)
@@ -221,7 +301,7 @@ async def intake_signals(services: Services, signals: Iterable[RiskSignal], *, r
                 try:
                     item = await _one(services, deduper, signal, route=route,
                                       check_groups=check_groups, dry_run=dry_run, clock=clock,
-                                      member_cache=member_cache, keys=keys)
+                                      member_cache=member_cache, keys=keys, tenant=tenant)
                 except Exception as exc:  # one signal's failure never loses the others
                     log.warning("intake of a %s signal failed: %s", signal.source, exc)
                     item = IntakeItem(signal, "error", f"{type(exc).__name__}: {exc}",
@@ -236,7 +316,8 @@ async def intake_signals(services: Services, signals: Iterable[RiskSignal], *, r
 
 async def _one(services: Services, deduper: Deduper, signal: RiskSignal, *, route: str,
                check_groups: bool, dry_run: bool, clock: Clock,
-               member_cache: dict[str, str | None], keys: UserKeys) -> IntakeItem:
+               member_cache: dict[str, str | None], keys: UserKeys,
+               tenant: str | None = None) -> IntakeItem:
     now = clock()
     level = effective_level(signal)
     detection = signal.detection_id
@@ -250,6 +331,8 @@ async def _one(services: Services, deduper: Deduper, signal: RiskSignal, *, rout
         return item
     item = await _decision(services, signal, route=route, check_groups=check_groups,
                            member_cache=member_cache)
+    if tenant and item.request is not None:  # the worker acts in the tenant it names
+        item.request = item.request.model_copy(update={"tenant": tenant})
     if dry_run or item.outcome == "refused":
         if not dry_run:
             await _settle(services, deduper, item, route, now, user_key)

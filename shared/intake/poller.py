@@ -184,11 +184,14 @@ async def poll_once(
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     interval: float = IDENTITY_PROTECTION_INTERVAL,
     graph: GraphClient | None = None,
+    tenant: str | None = None,
 ) -> PollResult:
     """One poll: take the lease, read detections since the watermark, take them in.
 
     Never raises for Graph or storage trouble: the result says what failed, the watermark
     stays at the last complete page, and the failure is recorded in the intake journal.
+    `tenant`: `services` are that (non-default) tenant's (`shared.intake.tenant_polls`):
+    its lease, watermark and dedupe rows are in its journal, and its requests name it.
     """
     await services.journal.ensure()
     lease = Lease(services, lease_seconds)
@@ -202,7 +205,7 @@ async def poll_once(
                            services.settings.poll_lookback_minutes
                            if lookback_minutes is None else lookback_minutes,
                            services.settings.poll_overlap_minutes
-                           if overlap_minutes is None else overlap_minutes)
+                           if overlap_minutes is None else overlap_minutes, tenant)
     finally:
         if own_graph:
             await client.close()
@@ -210,7 +213,7 @@ async def poll_once(
 
 
 async def _poll(services: Services, graph: GraphClient, lease: Lease, page_size: int,
-                lookback: float, overlap: float) -> PollResult:
+                lookback: float, overlap: float, tenant: str | None = None) -> PollResult:
     started = datetime.now(UTC)
     watermark = await read_watermark(services)
     floor = await _read_floor(services)
@@ -225,7 +228,8 @@ async def _poll(services: Services, graph: GraphClient, lease: Lease, page_size:
         async for page in detections_since(graph, since, top=page_size):
             result.pages += 1
             result.detections += len(page)
-            taken = await intake_result(services, _page_signals(page), route=ROUTE)
+            taken = await intake_result(services, _page_signals(page), route=ROUTE,
+                                        tenant=tenant)
             result.outcome.extend(taken)
             if taken.errors:
                 raise taken.errors[0]
@@ -236,7 +240,8 @@ async def _poll(services: Services, graph: GraphClient, lease: Lease, page_size:
         await services.journal.put_item(POLLER_PARTITION, WATERMARK_ROW, watermark=started,
                                         floor=floor or since, updatedAt=datetime.now(UTC))
         result.completed = True
-        result.users = await check_queued_users(services, graph, renew=lease.renew)
+        result.users = await check_queued_users(services, graph, renew=lease.renew,
+                                                tenant=tenant)
     except (ResponderError, AlertError, AzureError, httpx.HTTPError, OSError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         log.warning("risk poll stopped after %d page(s): %s", result.pages, result.error)

@@ -87,10 +87,12 @@ def _not_at_risk(risky: dict[str, Any]) -> str | None:
 async def check_queued_users(services: Services, graph: GraphClient, *,
                              limit: int = MAX_PER_POLL,
                              renew: Callable[[], Awaitable[bool]] | None = None,
-                             now: datetime | None = None) -> UserCheckSummary:
+                             now: datetime | None = None,
+                             tenant: str | None = None) -> UserCheckSummary:
     """Read the risk of queued users (paced by `graph`'s transport) and take in what is real.
 
-    A Graph failure stops the pass and propagates (the rows stay for the next poll)."""
+    A Graph failure stops the pass and propagates (the rows stay for the next poll).
+    `tenant`: the services are that (non-default) tenant's; its requests name it."""
     now = now or datetime.now(UTC)
     result = UserCheckSummary()
     rows = sorted(await services.journal.items(PARTITION),
@@ -112,7 +114,8 @@ async def check_queued_users(services: Services, graph: GraphClient, *,
             reason = ("Identity Protection has no risk record for the user (404)"
                       if risky is None else _not_at_risk(risky))
             if reason is None and risky is not None:
-                taken = await intake_signals(services, [from_risky_user(risky)], route=ROUTE)
+                taken = await intake_signals(services, [from_risky_user(risky)], route=ROUTE,
+                                             tenant=tenant)
                 if taken.errors:
                     raise taken.errors[0]
                 item = taken.items[0]

@@ -240,8 +240,9 @@ async def _release(services: Services, run: Any, request: RemediationRequest,
     if run.dry_run:
         raise ValidationError(f"run {run.run_id} was a dry run: it changed nothing")
     if run.state == "refused":
-        raise ValidationError(f"run {run.run_id} was refused (excluded account): it changed "
-                              "nothing, and the account is never touched")
+        raise ValidationError(f"run {run.run_id} was refused "
+                              f"({run.reason[:300] or 'excluded account'}): it changed "
+                              "nothing, and nothing is undone")
     if run.state == "running":
         # Not a bad request: the run will finish, and the queue retries this release then.
         raise RetryableRunError(f"run {run.run_id} is still running; the release is retried "

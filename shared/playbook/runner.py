@@ -15,6 +15,8 @@
   (lane `cleanup`), where the same run carries on. Each queue trigger has its own
   concurrency, so in a storm every account is contained before clean-up takes the
   capacity. A direct call (CLI, tests; lane `all`) runs the whole playbook at once.
+  Lane `overflow` (the overflow queue, shared.playbook.fairness) is the `contain` lane for
+  requests a tenant over its share of an instance moved aside; its run says so.
 """
 
 from __future__ import annotations
@@ -52,8 +54,10 @@ instance's runs are free again within a minute, and a deferred delivery comes ba
 RUN_LEASE_ROW = "lease"
 """The run lease's row in the run's partition (beside the run record and its steps)."""
 TERMINAL_RUN_STATES = frozenset({"finished", "failed", "refused", "released", "poisoned"})
-Lane = Literal["all", "contain", "cleanup"]
-STEP_LINGER: dict[str, float] = {"contain": 0.0, "all": 0.02, "cleanup": 0.25}
+Lane = Literal["all", "contain", "cleanup", "overflow"]
+CONTAINING_LANES = ("contain", "overflow")
+STEP_LINGER: dict[str, float] = {"contain": 0.0, "overflow": 0.0, "all": 0.02,
+                                 "cleanup": 0.25}
 """Seconds a finished step's record waits for other steps of the run to share its write:
 none while containing (the next containment step waits on it), a quarter second in the
 clean-up lane, where a few transactions then carry a dozen steps."""
@@ -102,6 +106,18 @@ def choose_steps(request: RemediationRequest, services: Services) -> tuple[str, 
     return name, ["collect_evidence", *steps]
 
 
+def steps_not_enabled(services: Services, request: RemediationRequest) -> list[str]:
+    """The request's explicit `actions` its tenant has not enabled: a tenant whose
+    `features` name steps gets those only (its playbooks are cut down to them by
+    shared.tenancy.tenant_policy); features naming sweeps only bound no step. Evidence is
+    collected in every run, as for a playbook."""
+    enabled = services.enabled_steps
+    if not request.actions or not enabled or not enabled.intersection(REGISTRY):
+        return []
+    return [a for a in dict.fromkeys(request.actions)
+            if a != "collect_evidence" and a not in enabled]
+
+
 def run_lease(services: Services, run_id: str) -> Lease:
     """The run's lease, for one holder (a delivery, a release, the stalled-run sweep)."""
     return Lease(services.journal, run_id, RUN_LEASE_ROW, RUN_LEASE_SECONDS,
@@ -135,7 +151,7 @@ async def run_request(
     with run_context(run_id):
         if lane == "cleanup":
             await services.lanes.cleanup_turn()
-        elif lane == "contain":
+        elif lane in CONTAINING_LANES:
             async with services.lanes.containing():
                 return await _run_request(services, request, run_id, dry, dequeue_count,
                                           max_dequeue_count, lane)
@@ -155,6 +171,11 @@ async def _run_request(services: Services, request: RemediationRequest, run_id: 
     started = ("run-started", f"run for {request.user}",
                {"playbook": playbook, "steps": steps, "dryRun": dry,
                 "source": request.source, "reason": request.reason})
+    if lane == "overflow":
+        # The move is counted in the event that starts the run (no write of its own); a
+        # moved duplicate of a run that exists already starts nothing and is not counted.
+        started = (started[0], f"{started[1]} (moved to the overflow lane: its tenant "
+                   "held its share of the instance)", {**started[2], "moved": True})
     # A first delivery from the remediation queue is almost always a new run: create it
     # straight away (one write) and read it only if it exists; otherwise read first.
     created = False
@@ -247,8 +268,9 @@ async def _defer(services: Services, run: RunRecord, request: RemediationRequest
     """Another delivery holds this run: put the request back (on its lane's queue) for when
     its lease ends (instead of failing, which would spend the message's delivery count)."""
     delay = int(min(busy, RUN_LEASE_SECONDS)) + 1
-    queue = (services.settings.cleanup_queue if lane == "cleanup"
-             else services.settings.remediation_queue)
+    queue = {"cleanup": services.settings.cleanup_queue,
+             "overflow": services.settings.overflow_queue}.get(
+                 lane, services.settings.remediation_queue)
     await services.storage.enqueue(queue, request.to_message(), visibility_timeout=delay)
     await services.journal.event(run.run_id, "deferred", "another delivery is running this "
                                  f"request; retried in {delay} s")
@@ -262,6 +284,14 @@ async def _claimed_run(services: Services, request: RemediationRequest, run: Run
     journal = services.journal
     run_id = run.run_id
     run.attempts += 1
+
+    not_enabled = steps_not_enabled(services, request)
+    if not_enabled:  # refused before anything is read or changed in the tenant
+        why = (f"refused: {', '.join(not_enabled)} not enabled for tenant "
+               f"{services.settings.tenant_id} (its features: "
+               f"{', '.join(sorted(services.enabled_steps or ()))}); nothing was done")
+        await journal.event(run_id, "refused", why, {"notEnabled": not_enabled})
+        return await _finish(services, run, "refused", why, {})
 
     try:
         user = await directory.resolve_user(services.graph, request.user)
@@ -320,7 +350,7 @@ async def _claimed_run(services: Services, request: RemediationRequest, run: Run
                 waiting[name] = f"waits for {', '.join(needs) or 'the approval decision'}"
 
     acting = [s for s in steps if s not in waiting]
-    later = _cleanup_steps(acting, done) if lane == "contain" else []
+    later = _cleanup_steps(acting, done) if lane in CONTAINING_LANES else []
     retry_errors = await _run_waves(ctx, [s for s in acting if s not in later], done,
                                     run.attempts)
     if retry_errors:

@@ -18,6 +18,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from shared.errors import UnknownTenant, ValidationError
 from shared.models import MAX_MESSAGE_BYTES, RemediationRequest
+from shared.playbook import fairness
 from shared.playbook.release import release_run
 from shared.playbook.runner import Lane, RunOutcome, run_request
 from shared.services import Services
@@ -35,7 +36,7 @@ MAX_DEQUEUE_COUNT = 5
 
 @dataclass
 class MessageOutcome:
-    status: str  # "ran", "invalid", "already-done"
+    status: str  # "ran", "invalid", "already-done", "moved" (to the overflow lane)
     reason: str = ""
     run: RunOutcome | None = None
 
@@ -93,18 +94,31 @@ async def handle_message(
     hub does not serve (or no hub) refuses the message like any invalid one.
 
     `lane`: "contain" from the remediation queue, "cleanup" from the clean-up queue
-    (shared.playbook.runner, lanes); "all" runs the whole playbook in this delivery."""
+    (shared.playbook.runner, lanes), "overflow" from the overflow queue (a containment a
+    tenant over its share moved there, shared.playbook.fairness); "all" runs the whole
+    playbook in this delivery."""
+    acting = services
     try:
         request = parse_request(body)
-        acting = services
         if request.tenant and not services.settings.is_default_tenant(request.tenant):
             acting = await tenant_services(hub, request.tenant)
             # later messages of the run (clean-up lane, deferrals) name the tenant by its id
             request = request.model_copy(update={"tenant": acting.settings.tenant_id})
-        outcome = await dispatch(acting, request, dequeue_count=dequeue_count,
-                                 max_dequeue_count=max_dequeue_count, lane=lane)
-    except ValidationError as exc:  # UnknownTenant included: recorded in the default journal
-        await poison_invalid(services, body, str(exc), message_id)
+        admission = await fairness.admit(hub, acting, request, lane=lane,
+                                         dequeue_count=dequeue_count)
+        if admission.move:
+            return MessageOutcome("moved", await fairness.move_to_overflow(acting, request))
+        try:
+            outcome = await dispatch(acting, request, dequeue_count=dequeue_count,
+                                     max_dequeue_count=max_dequeue_count, lane=lane)
+        finally:
+            admission.release()
+    except ValidationError as exc:
+        # Recorded in the journal of the tenant the message was routed to (a release of a
+        # run that tenant does not have, say); a message refused before routing (not JSON,
+        # an unknown tenant) in the default tenant's.
+        where = services if isinstance(exc, UnknownTenant) else acting
+        await poison_invalid(where, body, str(exc), message_id)
         return MessageOutcome("invalid", str(exc))
     if outcome.already_done:
         return MessageOutcome("already-done", "this request id already ran", outcome)

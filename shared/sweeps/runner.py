@@ -12,7 +12,10 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
+from azure.core.exceptions import ClientAuthenticationError
+
 from shared.errors import ResponderError
+from shared.intake.tenant_health import describe
 from shared.state.clock import now
 from shared.sweeps.base import (
     LEASE_MARGIN_SECONDS,
@@ -42,11 +45,15 @@ async def run_sweep(
     trigger: str = "cli",
     past_due: bool = False,
     record: bool = True,
+    max_seconds: float | None = None,
 ) -> SweepResult:
     """Run one sweep once, bounded, under its lease; journal and return what it did.
 
     A run that finds the lease taken returns `skipped` at once (the previous run is still
-    going). Failures are recorded in the result (status `failed`), never hidden.
+    going). Failures are recorded in the result (status `failed`), never hidden; so is a
+    token the tenant refuses (`ClientAuthenticationError`, for example after its consent was
+    withdrawn). `max_seconds`: a shorter time limit than the policy's (a tenant's share of a
+    timer that serves several, `shared.sweeps.tenants`).
     """
     sweep = get_sweep(name)
     dry = bool(dry_run or sweeps_dry_run(services))
@@ -59,7 +66,8 @@ async def run_sweep(
                     "setting RESPONDER_SWEEP_FORWARDING_ENABLED)")
         result.finished_at = now()
         return result
-    max_seconds = float(services.policy.sweeps.max_seconds_per_run)
+    limit = float(services.policy.sweeps.max_seconds_per_run)
+    max_seconds = limit if max_seconds is None else max(0.0, min(limit, max_seconds))
     holder = f"{trigger}-{uuid.uuid4().hex[:12]}"
     if not await acquire_lease(services, name, holder, max_seconds + LEASE_MARGIN_SECONDS):
         result.status = "skipped"
@@ -81,6 +89,11 @@ async def run_sweep(
             result.complete = False
             result.errors.append(f"{type(exc).__name__}: {exc}")
             log.warning("sweep %s failed: %s", name, exc)
+        except ClientAuthenticationError as exc:  # the tenant refused the app's token
+            result.status = "failed"
+            result.complete = False
+            result.errors.append(describe(exc))
+            log.warning("sweep %s failed: %s", name, result.errors[-1])
         result.finished_at = now()
         if record:
             await _record(services, result)

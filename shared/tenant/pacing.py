@@ -265,3 +265,89 @@ class LanePriority:
                 break
             await asyncio.sleep(self.quiet / 2)
         self.waited += time.monotonic() - start
+
+
+LANE_CONCURRENCY = 48
+"""Deliveries one instance runs at once per queue function: host.json's queues batchSize +
+newBatchThreshold (a test checks they agree)."""
+
+
+class TenantShares:
+    """Within one instance, how many containments each tenant holds (running, or moved and
+    waiting here for a turn in the overflow lane), and whether a tenant already holds its
+    share of the containment lane.
+
+    Every tenant's requests share one remediation queue, a FIFO: a storm in one tenant
+    would put another tenant's first request behind all of it. A tenant's share is the
+    lane's concurrency divided among the tenants with work here plus one place kept for a
+    tenant not seen yet (never more tenants than the deployment serves), at least one. The
+    worker moves a delivery of a tenant at or over its share aside (the overflow lane), so
+    the queue drains and a newcomer is reached at once. Pure bookkeeping: no I/O.
+    """
+
+    def __init__(self, capacity: int = LANE_CONCURRENCY) -> None:
+        self.capacity = max(1, capacity)
+        self.in_flight: dict[str, int] = {}
+        """Containments running, per tenant (both lanes)."""
+        self.waiting: dict[str, int] = {}
+        """Overflow deliveries waiting for a turn, per tenant: they count in the share (a
+        tenant whose moved requests wait here is not also given the remediation lane, and
+        its requests keep their order), not in the instance's running total."""
+        self.moved = 0
+        """Deliveries moved aside by this instance (for the benchmark and tests)."""
+
+    def holding(self, tenant: str) -> int:
+        return self.in_flight.get(tenant, 0) + self.waiting.get(tenant, 0)
+
+    @property
+    def total(self) -> int:
+        """Containments running in this instance, all tenants."""
+        return sum(self.in_flight.values())
+
+    def share(self, tenant: str, served: int) -> int:
+        """`tenant`'s share of the lane now, among `served` tenants."""
+        busy = {t for t in (*self.in_flight, *self.waiting) if self.holding(t) > 0}
+        among = max(1, min(served, len(busy | {tenant}) + 1))
+        return max(1, self.capacity // among)
+
+    def try_take(self, tenant: str, served: int) -> bool:
+        """Count one more containment of `tenant` if it is under its share; False (nothing
+        counted) when it already holds it. Check and count happen at once (no await)."""
+        if self.holding(tenant) >= self.share(tenant, served):
+            self.moved += 1
+            return False
+        self.take(tenant)
+        return True
+
+    def take(self, tenant: str) -> None:
+        self.in_flight[tenant] = self.in_flight.get(tenant, 0) + 1
+
+    def give_back(self, tenant: str) -> None:
+        _decrement(self.in_flight, tenant)
+
+    async def overflow_turn(self, tenant: str, served: int, max_wait: float = 30.0,
+                            step: float = 0.05) -> None:
+        """A moved delivery waits (at most `max_wait` seconds, so it is never starved) while
+        its tenant runs its share already, or the instance a full lane: moving makes room
+        for other tenants and keeps the room free for them; it adds no capacity (more runs
+        at once on a busy instance would only slow every one, a newcomer's first).
+        Counted as `tenant`'s from the start; running (`in_flight`) once its turn comes."""
+        self.waiting[tenant] = self.waiting.get(tenant, 0) + 1
+        try:
+            deadline = time.monotonic() + max_wait
+            while time.monotonic() < deadline:
+                if self.total < self.capacity and \
+                        self.in_flight.get(tenant, 0) < self.share(tenant, served):
+                    break
+                await asyncio.sleep(step)
+        finally:
+            _decrement(self.waiting, tenant)
+        self.take(tenant)
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)

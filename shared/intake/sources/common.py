@@ -24,6 +24,7 @@ from shared.intake.sources.errors import (
 )
 from shared.intake.sources.result import NormaliseResult
 from shared.models import RiskLevel, RiskSignal
+from shared.settings import tenant_guid
 from shared.timestamps import parse_time
 
 MAX_RECORDS = 10_000
@@ -218,10 +219,49 @@ def resolve_user(user_id: Any, upn: Any, what: str) -> tuple[str | None, str | N
     return uid, name
 
 
+class RoutedSignal(RiskSignal):
+    """A risk signal with the tenant its payload names, for deployments that serve several
+    tenants (`shared.intake.routing`). None: the payload names none (the default tenant's)."""
+
+    tenant: str | None = None
+
+
+def signal_tenant(signal: RiskSignal) -> str | None:
+    """The tenant id a signal's payload named, or None."""
+    tenant = getattr(signal, "tenant", None)
+    return tenant if isinstance(tenant, str) and tenant else None
+
+
+def routed(signal: RiskSignal, tenant: str) -> RiskSignal:
+    """The signal with its tenant set (a RoutedSignal)."""
+    fields = {name: getattr(signal, name) for name in RiskSignal.model_fields}
+    return RoutedSignal(**fields, tenant=tenant)
+
+
+def clean_tenant(value: Any, field: str) -> str | None:
+    """A tenant id (a GUID, lower case) named by a payload; None when absent or empty.
+
+    Strict like every id: a value that is not a GUID is refused, never guessed at, because
+    it decides which tenant is acted on."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MalformedPayload(f"{field} must be a tenant id (a GUID), got "
+                               f"{type(value).__name__}")
+    text = value.strip()
+    if not text:
+        return None
+    guid = tenant_guid(text)
+    if guid is None:
+        raise MalformedPayload(f"{field} is not a tenant id (a GUID): {text[:80]!r}")
+    return guid
+
+
 def make_signal(**fields: Any) -> RiskSignal:
-    """Build a RiskSignal, turning model validation errors into typed alert errors."""
+    """Build a RiskSignal (with its `tenant`, when the payload names one), turning model
+    validation errors into typed alert errors."""
     try:
-        return RiskSignal(**fields)
+        return RoutedSignal(**fields)
     except ValidationError as exc:
         raise MalformedPayload(f"cannot build a risk signal: {exc.errors()[0]['msg']}") from None
 

@@ -16,6 +16,7 @@ from shared.intake.sources.common import (
     as_dict,
     as_list,
     clean_id,
+    clean_tenant,
     clean_text,
     clean_upn,
     collect,
@@ -55,6 +56,15 @@ def _record_parts(record: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return data, props
 
 
+def _record_tenant(data: dict[str, Any]) -> str | None:
+    """The record's top-level `tenantId`: "the tenant ID of the Active Directory tenant that
+    this event is tied to", present in tenant-level logs such as Entra's
+    (https://learn.microsoft.com/azure/azure-monitor/essentials/resource-logs-schema); the
+    Defender XDR streaming records carry "the Id of the tenant that the event belongs to" at
+    the same place (https://learn.microsoft.com/defender-xdr/streaming-api-event-hub)."""
+    return clean_tenant(get_ci(data, "tenantId"), "record tenantId")
+
+
 def from_user_risk_event_record(record: Any) -> RiskSignal:
     """A UserRiskEvents record: a risk detection; `properties.id` is the detection id."""
     data, props = _record_parts(record)
@@ -80,6 +90,7 @@ def from_user_risk_event_record(record: Any) -> RiskSignal:
             is_admin_identifier(event_type, detail) or is_admin_state(get_ci(props, "riskState"))
         ),
         raw=data,
+        tenant=_record_tenant(data),
     )
 
 
@@ -100,6 +111,7 @@ def from_risky_user_record(record: Any) -> RiskSignal:
         source=SOURCE_RISKY_USERS,
         admin_initiated=is_admin_identifier(detail) or is_admin_state(get_ci(props, "riskState")),
         raw=data,
+        tenant=_record_tenant(data),
     )
 
 
@@ -146,6 +158,7 @@ def _defender_signal(record: Any, source: str) -> RiskSignal:
         source=source,
         admin_initiated=is_admin_name(title),
         raw=data,
+        tenant=_record_tenant(data),
     )
 
 

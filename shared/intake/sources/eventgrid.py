@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
-from shared.intake.sources.common import MAX_JSON_STRING_CHARS, as_dict, as_list, decode_json, norm
+from shared.intake.sources.common import (
+    MAX_JSON_STRING_CHARS,
+    as_dict,
+    as_list,
+    clean_tenant,
+    decode_json,
+    norm,
+    routed,
+    signal_tenant,
+)
 from shared.intake.sources.errors import AlertError, Ignored, MalformedPayload
 from shared.intake.sources.registry import Nested, Source, register
 from shared.intake.sources.result import NormaliseResult, join_locator
@@ -23,6 +34,11 @@ _HANDSHAKE_EVENTS = frozenset(
     {norm(VALIDATION_EVENT), norm("Microsoft.EventGrid.SubscriptionDeletedEvent")}
 )
 ENVELOPE_SOURCE = "eventgrid"
+_TENANT_SOURCE = re.compile(r"/tenants/([^/]+)(?:/|$)", re.IGNORECASE)
+"""Microsoft Graph partner events name their tenant in the CloudEvents `source`:
+`/tenants/<tenant-id>/applications/<application-id>`
+(https://learn.microsoft.com/azure/event-grid/security-alert-events,
+https://learn.microsoft.com/azure/event-grid/partner-events-graph-api)."""
 
 
 def is_event(value: Any) -> bool:
@@ -97,6 +113,30 @@ def _decode_base64(value: Any) -> Any:
         raise MalformedPayload("data_base64 is not base64-encoded UTF-8 JSON") from None
 
 
+def event_tenant(event: dict[str, Any]) -> str | None:
+    """The tenant an event's envelope names (a Graph partner event's CloudEvents `source`);
+    None for events whose source is an Azure resource or says nothing of a tenant."""
+    source = event.get("source")
+    match = _TENANT_SOURCE.match(source.strip()) if isinstance(source, str) else None
+    return clean_tenant(match.group(1), "event source tenant") if match else None
+
+
+def with_envelope_tenant(result: NormaliseResult, tenant: str | None) -> NormaliseResult:
+    """Give the envelope's tenant to what its data produced without naming one; data that
+    names another tenant than its envelope is refused (one event, one tenant)."""
+    if tenant is None:
+        return result
+    named = {t for t in [*(signal_tenant(s) for s in result.signals),
+                         *(c.tenant for c in result.user_changes)] if t}
+    if named - {tenant}:
+        raise MalformedPayload(f"the event's source names tenant {tenant} but its data names "
+                               f"{', '.join(sorted(named - {tenant}))}")
+    result.signals = [s if signal_tenant(s) else routed(s, tenant) for s in result.signals]
+    result.user_changes = [c if c.tenant else dataclasses.replace(c, tenant=tenant)
+                           for c in result.user_changes]
+    return result
+
+
 def from_eventgrid(payload: Any, dispatch: Callable[[Any], NormaliseResult]) -> NormaliseResult:
     """Unwrap each event and normalise its data with `dispatch` (shape detection)."""
     if isinstance(payload, list):
@@ -108,6 +148,7 @@ def from_eventgrid(payload: Any, dispatch: Callable[[Any], NormaliseResult]) -> 
     for locator, event in pairs:
         try:
             inner = unwrap_event(event)
+            tenant = event_tenant(event)
         except Ignored as exc:
             result.ignore(locator, str(exc))
             continue
@@ -116,7 +157,7 @@ def from_eventgrid(payload: Any, dispatch: Callable[[Any], NormaliseResult]) -> 
             continue
         data_locator = join_locator(locator, "data")
         try:
-            result.absorb(dispatch(inner), data_locator)
+            result.absorb(with_envelope_tenant(dispatch(inner), tenant), data_locator)
         except Ignored as exc:
             result.ignore(data_locator, str(exc))
         except AlertError as exc:

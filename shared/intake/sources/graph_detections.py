@@ -13,6 +13,7 @@ from shared.intake.sources.common import (
     as_dict,
     as_list,
     clean_id,
+    clean_tenant,
     clean_text,
     clean_upn,
     collect,
@@ -108,6 +109,9 @@ def from_security_alert(alert: Any) -> NormaliseResult:
     if classification in _BENIGN_CLASSIFICATIONS:
         result.ignore("$", f"security alert classified {data.get('classification')}")
         return result
+    # "The Microsoft Entra tenant the alert was created in"
+    # (https://learn.microsoft.com/graph/api/resources/security-alert): the tenant acted on.
+    tenant = clean_tenant(data.get("tenantId"), "alert tenantId")
     evidence = as_list(data.get("evidence"), "alert evidence") or []
     user_items = [
         (f"evidence[{i}]", ev)
@@ -120,12 +124,14 @@ def from_security_alert(alert: Any) -> NormaliseResult:
             "$", NoCloudUser("security alert has no user or mailbox evidence"), SOURCE_ALERT
         )
         return result
-    collect(result, user_items, lambda ev: _alert_evidence_signal(data, ev), SOURCE_ALERT)
+    collect(result, user_items, lambda ev: _alert_evidence_signal(data, ev, tenant),
+            SOURCE_ALERT)
     result.signals = dedupe(result.signals)
     return result
 
 
-def _alert_evidence_signal(alert: dict[str, Any], evidence: dict[str, Any]) -> RiskSignal:
+def _alert_evidence_signal(alert: dict[str, Any], evidence: dict[str, Any],
+                           tenant: str | None) -> RiskSignal:
     """Signal for one user/mailbox evidence item of an alert."""
     account = as_dict(evidence.get("userAccount"))
     if norm(evidence.get("@odata.type")).endswith("userevidence"):
@@ -160,6 +166,7 @@ def _alert_evidence_signal(alert: dict[str, Any], evidence: dict[str, Any]) -> R
         source=SOURCE_ALERT,
         admin_initiated=is_admin_name(alert.get("detectorId"), alert.get("title")),
         raw=raw,
+        tenant=tenant,
     )
 
 
@@ -206,6 +213,9 @@ def from_change_notification(item: Any) -> UserChange:
         change_type=change,
         source=SOURCE_NOTIFICATION,
         client_state=state if isinstance(state, str) else None,
+        # "Unique identifier for the tenant from which the change notification originated"
+        # (https://learn.microsoft.com/graph/api/resources/changenotification): required.
+        tenant=clean_tenant(data.get("tenantId"), "notification tenantId"),
     )
 
 

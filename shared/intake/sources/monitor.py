@@ -12,6 +12,7 @@ from shared.intake.sources.common import (
     as_dict,
     as_list,
     clean_id,
+    clean_tenant,
     clean_text,
     collect,
     dedupe,
@@ -38,6 +39,11 @@ _EVENT_TYPE_DIMS = ("riskeventtype", "risktype")
 _LEVEL_DIMS = ("risklevel",)
 _DETAIL_DIMS = ("riskdetail",)
 _TIME_DIMS = ("detecteddatetime", "activitydatetime", "timegenerated")
+_TENANT_DIMS = ("aadtenantid",)
+"""Only an `AADTenantId` dimension names the Entra tenant: Log Analytics tables describe their
+`TenantId` column as "The Log Analytics workspace ID", not a tenant's (for example
+https://learn.microsoft.com/azure/azure-monitor/reference/tables/auditlogs, which also has
+`AADTenantId`)."""
 
 
 def is_common_alert(payload: Any) -> bool:
@@ -133,6 +139,7 @@ def _condition_signal(payload: dict[str, Any], essentials: dict[str, Any], item:
         source=SOURCE_LOG_ALERT,
         admin_initiated=is_admin_identifier(event_type, _pick(dims, _DETAIL_DIMS)),
         raw=payload,
+        tenant=clean_tenant(_pick(dims, _TENANT_DIMS), "AADTenantId dimension"),
     )
 
 

@@ -37,6 +37,8 @@ class UserChange:
     source: str
     client_state: str | None = field(default=None, repr=False, compare=False)
     """The notification's clientState, compared (never stored) where it is checked."""
+    tenant: str | None = None
+    """The tenant the notification came from (its `tenantId`); None: not named."""
 
     @property
     def user_key(self) -> str:

@@ -13,6 +13,7 @@ from shared.intake.sources.common import (
     as_dict,
     as_list,
     clean_id,
+    clean_tenant,
     clean_text,
     clean_upn,
     collect,
@@ -117,6 +118,9 @@ def _account_signal(
     """Signal for one Account entity of the incident."""
     account = as_dict(entity.get("properties")) or entity
     aad_id = clean_id(account.get("aadUserId"), "aadUserId")
+    # The incident itself names no Entra tenant (its workspace is an Azure resource): the
+    # Account entity's `aadTenantId` goes with its `aadUserId` and routes the signal.
+    tenant = clean_tenant(account.get("aadTenantId"), "Account aadTenantId")
     upn = _entity_upn(account)
     if aad_id is None:
         sid = account.get("sid")
@@ -148,6 +152,7 @@ def _account_signal(
         source=SOURCE_INCIDENT,
         admin_initiated=is_admin_identifier(event_type) or is_admin_name(title),
         raw=raw,
+        tenant=tenant,
     )
 
 

@@ -11,15 +11,19 @@
 - **The links** (`tokens`) carry a token: base64url(JSON claims) "." base64url(HMAC-SHA256(
   secret, claims)), secret from the app setting `RESPONDER_APPROVAL_SECRET` (`config`).
   Claims name the run, the decision, a random nonce (only its digest is stored) and the
-  expiry. A token is single-use (`decisions`, `store`): deciding moves the approval row from
-  `pending` with an ETag-conditional update, so a second use (or a concurrent double click)
-  is refused. Tokens are never logged or journaled; they exist only in the notification
-  that carries the links. The endpoint is anonymous, so a refused request is logged and
+  expiry; for a tenant other than the default, also the tenant, which the link names too
+  (`?tenant=`): the approval is read only in that tenant's journal, and a token signed for
+  another tenant is refused before any read (`decisions.services_for_link`). A token is
+  single-use (`decisions`, `store`): deciding moves the approval row from `pending` with an
+  ETag-conditional update, so a second use (or a concurrent double click) is refused.
+  Tokens are never logged or journaled; they exist only in the notification that carries
+  the links. The endpoint is anonymous, so a refused request is logged and
   counted (`refusal_counts`), never stored, and no request queries a partition (at most one
   point read of the approval row).
-- **Expiry** (`escalation`) never drops an approval silently: `escalate_expired` (a timer)
-  marks it expired, journals it, notifies everyone again, and resumes the run, which records
-  the waiting steps as skipped and the run as failed. A click on an expired link escalates
+- **Expiry** (`escalation`) never drops an approval silently: `escalate_expired` (a timer,
+  in every tenant: `escalate_every_tenant`) marks it expired, journals it, notifies
+  everyone again, and resumes the run, which records the waiting steps as skipped and the
+  run as failed. A click on an expired link escalates
   a still-pending approval at once (once per approval: the move out of `pending` is
   ETag-conditional).
 - **The page** (`pages`): what functions/approvals_http.py serves.
@@ -36,8 +40,18 @@ from shared.safety.approvals.config import (
     TRUST_HEADER_SETTING,
     secret_of,
 )
-from shared.safety.approvals.decisions import cancel, decide, preview, refusal_counts
-from shared.safety.approvals.escalation import escalate_expired
+from shared.safety.approvals.decisions import (
+    cancel,
+    decide,
+    preview,
+    refusal_counts,
+    services_for_link,
+)
+from shared.safety.approvals.escalation import (
+    TenantsEscalated,
+    escalate_every_tenant,
+    escalate_expired,
+)
 from shared.safety.approvals.gating import Gate, candidates, gate, open_approval
 from shared.safety.approvals.pages import (
     PAGE_HEADERS,
@@ -56,8 +70,9 @@ from shared.safety.approvals.tokens import DECISIONS, TokenRefused, links, make_
 __all__ = [
     "BASE_URL_SETTING", "DECISIONS", "MIN_SECRET_CHARS", "PAGE_HEADERS", "PARTITION",
     "REFUSALS", "SECRET_SETTING", "SELF_ASSERTED", "TRUSTED", "TRUST_HEADER_SETTING",
-    "Approval", "Gate", "TokenRefused", "cancel", "candidates", "confirmation_page", "decide",
-    "describe_token", "escalate_expired", "escape", "gate", "get_approval", "links",
-    "make_token", "open_approval", "page", "preview", "privileged_roles", "read_token",
-    "refusal_counts", "secret_of", "who",
+    "Approval", "Gate", "TenantsEscalated", "TokenRefused", "cancel", "candidates",
+    "confirmation_page", "decide", "describe_token", "escalate_every_tenant",
+    "escalate_expired", "escape", "gate", "get_approval", "links", "make_token",
+    "open_approval", "page", "preview", "privileged_roles", "read_token", "refusal_counts",
+    "secret_of", "services_for_link", "who",
 ]

@@ -16,13 +16,21 @@ from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from shared.errors import UnknownTenant
 from shared.safety.approvals import config, escalation, store
 from shared.safety.approvals.store import Approval
-from shared.safety.approvals.tokens import TokenRefused, nonce_digest, read_token
+from shared.safety.approvals.tokens import (
+    TokenRefused,
+    nonce_digest,
+    read_token,
+    same_tenant,
+    signed_claims,
+)
 from shared.state import clock
 
 if TYPE_CHECKING:
     from shared.services import Services
+    from shared.tenancy import TenantHub
 
 log = logging.getLogger("responder.approvals")
 
@@ -36,13 +44,15 @@ def refusal_counts() -> dict[str, int]:
     return dict(_REFUSALS)
 
 
-async def preview(services: Services, token: str) -> tuple[dict[str, Any], Approval]:
-    """Check a token without using it (the confirmation page). Raises TokenRefused."""
+async def preview(services: Services, token: str, *, tenant: str | None = None) \
+        -> tuple[dict[str, Any], Approval]:
+    """Check a token without using it (the confirmation page). Raises TokenRefused.
+    `tenant`: the tenant `services` act for, as the link named it (None: the default)."""
     secret = config.secret_of(services)
     if secret is None:
         raise TokenRefused("not-configured", "approvals are not configured on this app",
                            status=503)
-    claims = read_token(secret, token)
+    claims = read_token(secret, token, tenant=tenant)
     approval = await _matching(services, claims)
     return claims, approval
 
@@ -64,8 +74,12 @@ async def _matching(services: Services, claims: dict[str, Any]) -> Approval:
 
 
 async def decide(services: Services, token: str, *, by: str, by_trust: str,
-                 now: datetime | None = None) -> Approval:
-    """Use a token: record the decision once, journal it, and queue the run's resumption."""
+                 now: datetime | None = None, tenant: str | None = None) -> Approval:
+    """Use a token: record the decision once, journal it, and queue the run's resumption.
+
+    `tenant`: the tenant `services` act for, as the link named it (None: the default). A
+    token signed for another tenant is refused before any read: the approval row is looked
+    up only in the journal of the tenant the token was made for."""
     when = now or clock.now()
     by = (by or "").strip()[:200] or "unknown"
     try:
@@ -74,7 +88,7 @@ async def decide(services: Services, token: str, *, by: str, by_trust: str,
             raise TokenRefused("not-configured", "approvals are not configured on this app",
                                status=503)
         try:
-            claims = read_token(secret, token, when)
+            claims = read_token(secret, token, when, tenant=tenant)
         except TokenRefused as refused:
             if refused.reason == "expired" and refused.run_id:  # signed claims: a real run
                 await _escalate(services, None, refused.run_id, when)
@@ -117,6 +131,33 @@ async def _escalate(services: Services, approval: Approval | None, run_id: str,
     except Exception:  # the refusal stands; the timer retries the escalation
         log.warning("escalating approval of run %s after an expired link failed", run_id,
                     exc_info=True, extra={"run_id": run_id})
+
+
+async def services_for_link(hub: TenantHub, token: str, tenant: str | None, *,
+                            by: str = "") -> Services:
+    """The Services of the tenant a link names (`tenant=` in the link), once its token is
+    shown to be signed for that very tenant: a caller's tenant never reaches the registry
+    unless the app itself signed it. Refusals are counted, never stored. The default
+    tenant (no tenant in the link) needs no lookup at all."""
+    try:
+        if not tenant:
+            return hub.default
+        secret = config.secret_of(hub.default)
+        if secret is None:
+            raise TokenRefused("not-configured", "approvals are not configured on this app",
+                               status=503)
+        claims = signed_claims(secret, token)
+        if not same_tenant(claims["tenant"], tenant):
+            raise TokenRefused("wrong-tenant", "the approval token was not made for this "
+                               "tenant")
+        try:
+            return await hub.services_for(tenant)
+        except UnknownTenant as exc:
+            raise TokenRefused("unknown-tenant", "this app no longer serves the tenant of "
+                               "this approval", run_id=claims["runId"], status=404) from exc
+    except TokenRefused as refused:
+        _count_refusal(refused, by)
+        raise
 
 
 def _count_refusal(refused: TokenRefused, by: str) -> None:

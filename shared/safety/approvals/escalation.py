@@ -7,6 +7,8 @@ as skipped and the run as failed.
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,9 @@ from shared.state import clock
 
 if TYPE_CHECKING:
     from shared.services import Services
+    from shared.tenancy import TenantHub
+
+log = logging.getLogger("responder.approvals")
 
 
 async def enqueue_resume(services: Services, approval: Approval, by: str) -> None:
@@ -26,7 +31,10 @@ async def enqueue_resume(services: Services, approval: Approval, by: str) -> Non
         "user": approval.user_id or approval.user, "action": "resume",
         "runId": approval.run_id, "requestId": f"resume-{approval.run_id}-{approval.state}",
         "source": "approval", "requestedBy": by[:400],
-        "reason": f"approval {approval.state}"})
+        "reason": f"approval {approval.state}",
+        # the run is in its tenant's journal: the worker resumes it with that tenant's
+        # Services (no tenant: the default tenant, as before)
+        **({"tenant": approval.tenant} if approval.tenant else {})})
     await services.storage.enqueue(services.settings.remediation_queue, request.to_message())
 
 
@@ -112,3 +120,41 @@ async def escalate_approval(services: Services, approval: Approval, when: dateti
                                  {"channels": [d.channel for d in deliveries if d.ok]})
     await enqueue_resume(services, approval, "expiry")
     return True
+
+
+@dataclass
+class TenantsEscalated:
+    """What one timer tick did, per tenant: the runs escalated, and the tenants it could
+    not visit (with why)."""
+
+    escalated: dict[str, list[str]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+async def escalate_every_tenant(hub: TenantHub, *, now: datetime | None = None) \
+        -> TenantsEscalated:
+    """`escalate_expired` in every tenant the deployment serves: the default tenant first
+    (even when the registry cannot be read), then each enabled registered tenant, each in
+    its own journal. One tenant's failure (its table, its notification) is recorded and
+    the others are still visited."""
+    out = TenantsEscalated()
+    default = hub.default.settings.tenant_id
+    try:
+        out.escalated[default] = await escalate_expired(hub.default, now=now)
+    except Exception as exc:
+        out.failed[default] = f"{type(exc).__name__}: {exc}"[:300]
+        log.exception("escalating approvals of the default tenant failed")
+    try:
+        tenants = (await hub.tenants())[1:]
+    except Exception as exc:
+        out.failed["registry"] = f"{type(exc).__name__}: {exc}"[:300]
+        log.exception("the tenant registry could not be read: other tenants not visited")
+        return out
+    for tenant in tenants:
+        try:
+            services = await hub.services_for(tenant)
+            out.escalated[tenant] = await escalate_expired(services, now=now)
+        except Exception as exc:
+            out.failed[tenant] = f"{type(exc).__name__}: {exc}"[:300]
+            log.exception("escalating approvals of tenant %s failed", tenant)
+    return out

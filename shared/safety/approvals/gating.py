@@ -113,11 +113,15 @@ async def open_approval(services: Services, run: RunRecord, user: DirectoryUser,
     created = clock.now()
     expires = created + timedelta(hours=services.policy.privileged.approval_hours)
     nonces = {d: secrets.token_urlsafe(24) for d in DECISIONS}
+    # The tenant the worker routed the run to (by id), absent for the default tenant's runs:
+    # kept with the approval (the resume names it) and signed into the links.
+    tenant = str(run.request.get("tenant") or "")
     values = {
         "runId": run.run_id, "state": "pending", "user": run.user, "upn": user.upn,
         "userId": user.id, "steps": json.dumps(steps), "roles": json.dumps(roles),
         "createdAt": created, "expiresAt": expires,
         **{f"{d}Nonce": nonce_digest(n) for d, n in nonces.items()},
+        **({"tenant": tenant} if tenant else {}),
     }
     if not await store.create(services, run.run_id, values):
         existing = await store.get_approval(services, run.run_id)  # a concurrent delivery
@@ -130,7 +134,7 @@ async def open_approval(services: Services, run: RunRecord, user: DirectoryUser,
                                  f"wait for approval until {expires.isoformat()}",
                                  {"steps": steps, "roles": roles,
                                   "expiresAt": expires.isoformat()})
-    approval_links = links(services, run.run_id, nonces, expires)
+    approval_links = links(services, run.run_id, nonces, expires, tenant or None)
     lines = [f"{user.upn} holds privileged role(s): {', '.join(roles)}." if roles else
              f"The policy holds these steps for approval for every user "
              f"(approvalRequiredSteps); {user.upn} holds no privileged role.",

@@ -62,23 +62,27 @@ _FILL_FROM_FRAGMENT = (
 )
 
 
-def confirmation_page(query_token: str = "", detail: str = "") -> str:
-    """GET never decides (mail link scanners open links): it shows a form that POSTs."""
+def confirmation_page(query_token: str = "", detail: str = "", tenant: str = "") -> str:
+    """GET never decides (mail link scanners open links): it shows a form that POSTs. The
+    link's tenant rides in a hidden field (the page's script drops the query from the
+    address, so the form could not post it otherwise)."""
     nonce = secrets.token_urlsafe(12)
+    tenant_field = (f"<input type=\"hidden\" name=\"tenant\" "
+                    f"value=\"{_html.escape(tenant, quote=True)}\">" if tenant else "")
     body = (f"<p>{_html.escape(detail) if detail else 'Confirm the decision in your link.'}"
             "</p><form method=\"post\">"
             f"<input type=\"hidden\" id=\"token\" name=\"token\" "
-            f"value=\"{_html.escape(query_token, quote=True)}\">"
+            f"value=\"{_html.escape(query_token, quote=True)}\">{tenant_field}"
             "<p><label>Your name (recorded as given, unless sign-in is enabled): "
             "<input name=\"by\" maxlength=\"200\"></label></p>"
             "<p><button type=\"submit\">Confirm</button></p></form>")
     return page("Responder approval", body, script_nonce=nonce, script=_FILL_FROM_FRAGMENT)
 
 
-async def describe_token(services: Services, token: str) -> str:
+async def describe_token(services: Services, token: str, tenant: str | None = None) -> str:
     """A one-line preview for the GET page; never raises."""
     try:
-        claims, approval = await preview(services, token)
+        claims, approval = await preview(services, token, tenant=tenant)
     except TokenRefused as exc:
         return f"This link cannot be used: {exc}"
     verb = "APPROVE" if claims["decision"] == "approve" else "DENY"

@@ -43,6 +43,9 @@ class Approval:
     decided_at: datetime | None = None
     nonce_digests: dict[str, str] = field(default_factory=dict)
     etag: str | None = None
+    tenant: str = ""
+    """The tenant the run acts for, as its request named it ("" for the default tenant):
+    the resume message names it, so the run resumes in that tenant."""
 
     @classmethod
     def from_row(cls, e: dict[str, Any], etag: str | None) -> Approval:
@@ -53,7 +56,7 @@ class Approval:
             expires_at=e["expiresAt"], decided_by=e.get("decidedBy", ""),
             by_trust=e.get("byTrust", ""), decided_at=e.get("decidedAt"),
             nonce_digests={d: e.get(f"{d}Nonce", "") for d in DECISIONS},
-            etag=etag,
+            etag=etag, tenant=e.get("tenant", ""),
         )
 
     def public(self) -> dict[str, Any]:
