@@ -156,6 +156,17 @@ class TenantHub:
                 if r.enabled and not self._is_default_record(r)]
         return out
 
+    async def forget(self, tenant: str) -> None:
+        """Drop (and close) one tenant's Services, so the next use builds a fresh
+        credential: after a refused token, a cached one would stay refused."""
+        async with self._lock:
+            services = self._services.pop(tenant.lower(), None)
+        if services is not None:
+            try:
+                await services.close()
+            except Exception:
+                log.debug("closing the Services of tenant %s failed", tenant, exc_info=True)
+
     async def close(self) -> None:
         """Close every tenant's Services (the default's belongs to whoever made it)."""
         services, self._services = list(self._services.values()), {}

@@ -116,14 +116,4 @@ async def forget_services(hub: TenantHub, tenant: str | None) -> None:
     Whatever else was using them was failing with the same refusal."""
     if not tenant or hub.is_default(tenant):
         return
-    forget = getattr(hub, "forget", None)
-    if callable(forget):
-        await forget(tenant)
-        return
-    cached = getattr(hub, "_services", None)  # until the hub offers a public forget()
-    services = cached.pop(tenant.lower(), None) if isinstance(cached, dict) else None
-    if services is not None:
-        try:
-            await services.close()
-        except Exception:
-            log.debug("closing the Services of tenant %s failed", tenant, exc_info=True)
+    await hub.forget(tenant)
