@@ -357,13 +357,22 @@ async def _replay(args: argparse.Namespace, services: Services) -> int:
         return 2
     if args.dead_letter:
         return await _replay_dead_letters(args, services)
+    from shared.playbook.catalogue import check_policy
+    from shared.tenancy import TenantHub
+    from shared.tenant.credentials import credential_factory
+
+    # a replayed payload is routed like a live one: each signal to the tenant it names
+    hub = TenantHub(services, credential_factory(services.settings), check_policy=check_policy)
     try:
         payload = load_payload_file(args.file)
-        outcome = await intake_payload(services, payload, route="replay", dry_run=args.dry_run)
+        outcome = await intake_payload(services, payload, route="replay", dry_run=args.dry_run,
+                                       hub=hub)
     except (OSError, ValueError) as exc:  # unreadable file, bad JSON, AlertError
         kind = type(exc).__name__ if isinstance(exc, AlertError) else "cannot read payload"
         print(f"{kind}: {exc}", file=sys.stderr)
         return 2
+    finally:
+        await hub.close()
     print(outcome_json(outcome) if args.json else outcome_text(outcome))
     return 1 if outcome.errors else 0
 
