@@ -31,6 +31,7 @@ from bench.scenario import (
     detections,
     emulator_config,
     storm_env,
+    storm_limit_seconds,
     storm_policy,
     storm_tenant,
     storm_users,
@@ -52,7 +53,7 @@ def peak_rss_mb() -> float:
 
 
 async def run_storm(n: int, *, instances: int, storage: str, tag: str,
-                    limit_seconds: float = 900.0) -> dict[str, Any]:
+                    limit_seconds: float | None = None) -> dict[str, Any]:
     """The storm for N users with `instances` worker processes; returns the measurements."""
     quiet_logging()
     import function_app
@@ -117,7 +118,7 @@ async def run_storm(n: int, *, instances: int, storage: str, tag: str,
                 busy += doc["in_flight"]
             return done, busy
 
-        deadline = t0 + limit_seconds
+        deadline = t0 + (limit_seconds or storm_limit_seconds(n))
         queues = (settings.remediation_queue, settings.cleanup_queue, settings.intake_queue)
         next_check = 0.0
         while time.monotonic() < deadline:

@@ -113,3 +113,9 @@ def storm_env(storage: str, base_url: str, tag: str) -> dict[str, str]:
         "RESPONDER_JOURNAL_TABLE": f"bench{tag.replace('-', '')}",
         "RESPONDER_EVIDENCE_CONTAINER": f"bench-{tag}",
     }
+
+
+def storm_limit_seconds(n: int) -> float:
+    """How long a storm may run before what is unfinished counts as not finished: 900 s, or
+    1.8 s per request when that is more (N = 1000 on 2 shared cores needs over 900 s)."""
+    return max(900.0, 1.8 * n)

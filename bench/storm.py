@@ -32,7 +32,7 @@ from typing import Any
 from bench import scenario
 from bench.baseline import extrapolate, run_baseline
 from bench.lower_bound import lower_bound
-from bench.scenario import OUT, ROOT
+from bench.scenario import OUT, ROOT, storm_limit_seconds
 
 
 def machine() -> dict[str, Any]:
@@ -68,7 +68,7 @@ def run_phase(n: int, instances: int, storage: str, tag: str) -> dict[str, Any]:
     out.unlink(missing_ok=True)
     env = {**os.environ, "AzureWebJobsStorage": storage}
     subprocess.run([sys.executable, "-m", "bench.phase", str(n), str(instances), tag, str(out)],
-                   cwd=ROOT, env=env, check=True, timeout=900)
+                   cwd=ROOT, env=env, check=True, timeout=storm_limit_seconds(n) + 600)
     return json.loads(out.read_text(encoding="utf-8"))
 
 

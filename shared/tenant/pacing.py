@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -25,6 +26,13 @@ class SlotSource(Protocol):
     app's instances together keep a per-tenant rate."""
 
     async def wait_turn(self, spacing: float) -> None: ...
+
+
+def _retry_slots(shared: SlotSource | None, spacing: float
+                 ) -> Callable[[], Awaitable[None]] | None:
+    """What a retry inside a paced call awaits: a shared slot of its own (None: no budget
+    beyond this process, whose own spacing already holds the call's turn)."""
+    return functools.partial(shared.wait_turn, spacing) if shared is not None else None
 
 
 class IntervalGate:
@@ -65,7 +73,7 @@ class IntervalGate:
                 await asyncio.sleep(gap)
             started = time.monotonic()
             try:
-                with retries_reserve(self._reserve_retry if self.shared else None):
+                with retries_reserve(_retry_slots(self.shared, self.interval)):
                     yield
             finally:
                 self._last = time.monotonic()
@@ -73,10 +81,6 @@ class IntervalGate:
                     self.interval = min(self.max_interval, self.interval * 2)
                 else:
                     self.interval = max(self.min_interval, self.interval * 0.9)
-
-    async def _reserve_retry(self) -> None:
-        if self.shared is not None:
-            await self.shared.wait_turn(self.interval)
 
 
 class Aggregator:
@@ -223,14 +227,10 @@ class Pacer:
             if wait > 0:  # and never closer than the interval to this process's last answer
                 await asyncio.sleep(wait)
             try:
-                with retries_reserve(self._reserve_retry if self.shared else None):
+                with retries_reserve(_retry_slots(self.shared, self.interval)):
                     return await send()
             finally:
                 self._last_end = time.monotonic()
-
-    async def _reserve_retry(self) -> None:
-        if self.shared is not None:
-            await self.shared.wait_turn(self.interval)
 
 
 class LanePriority:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -91,14 +90,12 @@ async def test_a_5000_record_body_is_answered_at_once_and_taken_in_by_the_worker
     http_fn = user_function("risk_alert_http")
     await bsvc.journal.ensure()  # table and container exist, as after the first request
     writes = WriteCounter(bsvc, monkeypatch)
-    started = time.perf_counter()
     resp = await http_fn(post(body))
-    elapsed = time.perf_counter() - started
     answer = json.loads(resp.get_body())
     assert resp.status_code == 202, answer
     assert answer["queued"] is True and answer["signals"] == RECORDS
-    assert elapsed < 1.0, f"handler took {elapsed:.2f} s"
-    # one message and one audit event: no per-record write while the caller waits
+    # one message and one audit event: no per-record write while the caller waits (how fast
+    # that answers is measured by bench.storm's intake column, not asserted here)
     assert writes.calls == Counter({"enqueue": 1, "event": 1}), writes.calls
     assert await queued(bsvc) == []
     assert await blob_exists(bsvc, blob_name(body))
