@@ -142,9 +142,16 @@ class LocalHost:
             if room <= 0:
                 continue
             client = await self.storage.ensure_queue(qf.queue)
-            messages = client.receive_messages(max_messages=min(32, room),
-                                               visibility_timeout=int(self.lease_seconds))
-            async for m in messages:
+            # One Get Messages call for the whole batch, as the host makes: without a page
+            # size the SDK fetches one message per call, and it pages on until its limit.
+            pages = client.receive_messages(messages_per_page=min(32, room),
+                                            visibility_timeout=int(self.lease_seconds))
+            async for page in pages.by_page():
+                batch = [m async for m in page]
+                break
+            else:
+                batch = []
+            for m in batch:
                 task = asyncio.create_task(self._deliver(qf, client, m))
                 self._in_flight.add(task)
                 self._busy[qf.name] = self._busy.get(qf.name, 0) + 1
