@@ -53,7 +53,7 @@ async def serve(status: Path, stop: Path) -> None:
     hub = TenantHub(default, factory, check_policy=check_policy)
     runtime.use_hub(hub)
     await default.journal.ensure()
-    host = LocalHost(function_app.app, default.storage, dict(os.environ), receive_batch=True)
+    host = LocalHost(function_app.app, default.storage, dict(os.environ))
     cpu_at_start = _cpu_seconds()
     last_write = 0.0
 

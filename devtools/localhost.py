@@ -108,11 +108,7 @@ class LocalHost:
         batch_size: int | None = None,
         poll_interval: float = 0.05,
         lease_seconds: float = 300,
-        receive_batch: bool = False,
     ) -> None:
-        """`receive_batch`: take up to 32 messages per Get Messages call, as the host does
-        (one call per batch); by default one message per call (the SDK's default page),
-        which is how every benchmark so far was measured."""
         cfg = host_queue_settings()
         self.storage = storage
         self.env = dict(os.environ if env is None else env)
@@ -123,7 +119,6 @@ class LocalHost:
         self.batch_size = batch_size or (int(cfg.get("batchSize", 16))
                                          + int(cfg.get("newBatchThreshold", 8)))
         self.poll_interval = poll_interval
-        self.receive_batch = receive_batch
         self.max_polling_interval = _seconds(cfg.get("maxPollingInterval"), 60)
         self._backoff: dict[str, tuple[float, float]] = {}
         """Backed-off queue functions: (next poll at, current wait)."""
@@ -162,13 +157,16 @@ class LocalHost:
             if room <= 0:
                 continue
             client = await self.storage.ensure_queue(qf.queue)
-            batch = {"messages_per_page": min(32, room)} if self.receive_batch else {}
-            messages = client.receive_messages(max_messages=min(32, room),
-                                               visibility_timeout=int(self.lease_seconds),
-                                               **batch)
-            found = 0
-            async for m in messages:
-                found += 1
+            # One Get Messages call for the whole batch, as the host makes: without a page
+            # size the SDK fetches one message per call, and it pages on until its limit.
+            pages = client.receive_messages(messages_per_page=min(32, room),
+                                            visibility_timeout=int(self.lease_seconds))
+            async for page in pages.by_page():
+                batch = [m async for m in page]
+                break
+            else:
+                batch = []
+            for m in batch:
                 task = asyncio.create_task(self._deliver(qf, client, m))
                 self._in_flight.add(task)
                 self._busy[qf.name] = self._busy.get(qf.name, 0) + 1
@@ -176,7 +174,7 @@ class LocalHost:
                 task.add_done_callback(lambda _t, name=qf.name: self._done(name))
                 started += 1
             if backed_off:
-                self._back_off(qf.name, found)
+                self._back_off(qf.name, len(batch))
         return started
 
     def _back_off(self, name: str, found: int) -> None:

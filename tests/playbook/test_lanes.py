@@ -147,3 +147,44 @@ async def test_a_run_without_containment_steps_is_not_split(services, emulator):
     run = await services.journal.get_run("lane-3")
     assert run is not None and run.state == "finished", run and run.reason
     assert await _count(services, services.settings.cleanup_queue) == 0
+
+
+async def test_the_local_host_takes_a_batch_in_one_get_messages_call(settings):
+    """The host receives up to its batch size in one Get Messages call; fetching a batch
+    one message per call would slow every storm's drain (and every figure measured)."""
+    from devtools.localhost import QueueFunction
+    from shared.policy import Policy
+    from shared.services import Services
+    from shared.tenant.credentials import StaticTokenCredential
+    from tests.conftest import TOKEN
+
+    gets: list[str] = []
+
+    def hook(request) -> None:
+        req = request.http_request
+        if req.method == "GET" and req.url.split("?")[0].endswith("/messages"):
+            gets.append(req.url)
+
+    svc = Services.create(settings, credential=StaticTokenCredential(TOKEN), policy=Policy(),
+                          storage_hooks={"queue": hook})
+    try:
+        queue = settings.remediation_queue
+        client = await svc.storage.ensure_queue(queue)
+        for i in range(10):
+            await client.send_message(json.dumps({"n": i}))
+        seen: list[str] = []
+
+        async def take(msg) -> None:
+            seen.append(msg.get_body().decode())
+
+        host = _host(svc, batch_size=16)
+        host.functions = [QueueFunction("probe", queue, take, "msg")]
+        gets.clear()
+        started = await host.poll_once()
+        calls = list(gets)
+        await host.run_until_idle(limit_seconds=30)
+        assert started == 10 and sorted(seen) == sorted(json.dumps({"n": i}) for i in
+                                                         range(10))
+        assert len(calls) == 1 and "numofmessages=16" in calls[0], calls
+    finally:
+        await svc.close()

@@ -92,3 +92,37 @@ async def test_the_budget_row_survives_storage_failure_by_pacing_locally(setting
         assert loop.time() - start >= 0.19 and budget.fallbacks == 1
     finally:
         await svc.close()
+
+
+async def test_a_sender_that_wakes_late_for_its_slot_takes_a_new_one(settings):
+    """A starved instance that wakes more than the margin after its slot must not send
+    then (it could land within a second of the next instance's slot): it reserves again,
+    behind the slots already taken."""
+    import time
+
+    from shared.state import partitions
+    from shared.state.budget import MARGIN, TenantBudget
+
+    svc = Services.create(settings, credential=StaticTokenCredential(TOKEN), policy=Policy())
+    try:
+        await svc.journal.ensure()
+        late = TenantBudget(svc.journal, "late-sender")
+        other = TenantBudget(svc.journal, "late-sender")
+        await other.wait_turn(0.5)  # the slot now; the next is 0.5 s + margin later
+        before = await svc.journal.read_row(partitions.RATE_BUDGETS, "late-sender")
+
+        async def starve() -> None:
+            await asyncio.sleep(0.05)
+            time.sleep(0.5 + MARGIN + 0.3)  # noqa: ASYNC251 - a starved loop, on purpose
+
+        starver = asyncio.create_task(starve())
+        await late.wait_turn(0.5)
+        await starver
+        after = await svc.journal.read_row(partitions.RATE_BUDGETS, "late-sender")
+        assert late.reservations == 2, vars(late)  # it reserved again
+        assert late.late == 1
+        # The missed slot and the new one (taken after the wake, so later still).
+        assert float(after.values["nextAt"]) - float(before.values["nextAt"]) \
+            >= 2 * (0.5 + MARGIN)
+    finally:
+        await svc.close()

@@ -144,7 +144,7 @@ async def _register(hub: TenantHub, *tenants: str) -> None:
 def _host(hub: TenantHub) -> LocalHost:
     return LocalHost(function_app.app, hub.default.storage,
                      {"REMEDIATION_QUEUE": hub.default.settings.remediation_queue},
-                     visibility_timeout=0.2, receive_batch=True)
+                     visibility_timeout=0.2)
 
 
 async def _count(hub: TenantHub, queue: str) -> int:
