@@ -43,6 +43,9 @@ class RiskSignal(BaseModel):
     admin_initiated: bool = False
     """True for risk changes caused by an administrator (or by this responder)."""
     raw: dict[str, Any] = Field(default_factory=dict, repr=False)
+    tenant: str | None = None
+    """The tenant id the payload named (a lower-case GUID), for deployments that serve
+    several tenants (`shared.intake.routing`); None: the default tenant's."""
 
     @model_validator(mode="after")
     def _has_user(self) -> RiskSignal:

@@ -116,3 +116,62 @@ def test_preflight_for_a_tenant(cli_env, two_tenants, capsys, monkeypatch):
     assert code in (0, 1) and report
     assert two_tenants.requests() and \
         {e["tenant"] for e in two_tenants.requests()} == {TENANT_B}
+
+
+def test_replay_routes_each_alert_to_the_tenant_it_names(cli_env, two_tenants, capsys,
+                                                         monkeypatch, tmp_path):
+    """`replay FILE` takes a saved payload in as live intake would: an alert naming tenant
+    B is queued for B and deduplicated in B's rows; an unregistered tenant is refused."""
+    import asyncio
+    import uuid as _uuid
+
+    from devtools.tokens import emulator_credential_factory
+    from shared.intake.dedupe import USERS_PARTITION
+    from shared.services import Services
+    from shared.settings import Settings
+    from shared.state import partitions
+    from shared.tenant import credentials
+    from shared.tenant.credentials import StaticTokenCredential
+    from tests.conftest import TOKEN
+    from tests.intake.conftest import queued
+
+    from .conftest import b_user
+    from .test_intake_routing import security_alert
+
+    monkeypatch.setenv("REMEDIATION_QUEUE", "rq-" + _uuid.uuid4().hex[:12])
+    monkeypatch.setattr(credentials, "credential_factory", lambda settings: (
+        emulator_credential_factory(two_tenants.base_url, APP_CLIENT_ID, assertion)))
+    assert main(["tenant", "add", "--tenant-id", TENANT_B, "--domain", B_DOMAIN]) == 0
+    stranger = str(_uuid.uuid4())
+    user = b_user(two_tenants)
+    payload = tmp_path / "alerts.json"
+    payload.write_text(json.dumps([security_alert(TENANT_B, user, "al-b-r"),
+                                   security_alert(stranger, user, "al-x-r")]))
+    capsys.readouterr()
+    two_tenants.clear_log()
+    code = main(["replay", str(payload), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report
+    assert sorted(r["outcome"] for r in report["items"]) == ["enqueued", "refused"]
+    # whatever the intake read, it read in B's tenant, with B's token
+    assert {e["tenant"] for e in two_tenants.requests()} <= {TENANT_B}
+
+    async def check() -> None:
+        settings = Settings.from_env()
+        default = Services.create(settings, credential=StaticTokenCredential(TOKEN))
+        b = Services.create(settings.for_tenant(TENANT_B),
+                            credential=StaticTokenCredential(TOKEN))
+        try:
+            [message] = await queued(default)
+            assert message["tenant"] == TENANT_B and message["user"] == user["id"]
+            rows_b = await b.journal.items(USERS_PARTITION)
+            assert {r.get("requestId") for r in rows_b} >= {message["requestId"]}
+            assert await default.journal.items(USERS_PARTITION) == []
+            refused = await default.journal.events(partitions.INTAKE)
+            assert [(r["kind"], r["data"]["code"]) for r in refused] == [
+                ("refused", "unknown_tenant")]
+        finally:
+            await b.close()
+            await default.close()
+
+    asyncio.run(check())

@@ -219,23 +219,14 @@ def resolve_user(user_id: Any, upn: Any, what: str) -> tuple[str | None, str | N
     return uid, name
 
 
-class RoutedSignal(RiskSignal):
-    """A risk signal with the tenant its payload names, for deployments that serve several
-    tenants (`shared.intake.routing`). None: the payload names none (the default tenant's)."""
-
-    tenant: str | None = None
-
-
 def signal_tenant(signal: RiskSignal) -> str | None:
     """The tenant id a signal's payload named, or None."""
-    tenant = getattr(signal, "tenant", None)
-    return tenant if isinstance(tenant, str) and tenant else None
+    return signal.tenant or None
 
 
 def routed(signal: RiskSignal, tenant: str) -> RiskSignal:
-    """The signal with its tenant set (a RoutedSignal)."""
-    fields = {name: getattr(signal, name) for name in RiskSignal.model_fields}
-    return RoutedSignal(**fields, tenant=tenant)
+    """The signal with its tenant set."""
+    return signal.model_copy(update={"tenant": tenant})
 
 
 def clean_tenant(value: Any, field: str) -> str | None:
@@ -261,7 +252,7 @@ def make_signal(**fields: Any) -> RiskSignal:
     """Build a RiskSignal (with its `tenant`, when the payload names one), turning model
     validation errors into typed alert errors."""
     try:
-        return RoutedSignal(**fields)
+        return RiskSignal(**fields)
     except ValidationError as exc:
         raise MalformedPayload(f"cannot build a risk signal: {exc.errors()[0]['msg']}") from None
 
