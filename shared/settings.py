@@ -440,6 +440,12 @@ class Settings:
             raise SettingsError("REMEDIATION_QUEUE, RESPONDER_CLEANUP_QUEUE, "
                                 "RESPONDER_OVERFLOW_QUEUE and RESPONDER_INTAKE_QUEUE must be "
                                 "four different queues")
+        tenants_table = _table_name(env, "RESPONDER_TENANTS_TABLE", "respondertenants")
+        journal_table = (env.get("RESPONDER_JOURNAL_TABLE") or "responderruns").strip()
+        if tenants_table.lower() == journal_table.lower():
+            # the registry is configuration, rewritten in place; the journal is the record
+            raise SettingsError("RESPONDER_TENANTS_TABLE must not be the journal table "
+                                "(RESPONDER_JOURNAL_TABLE)")
         return cls(
             storage_connection=storage,
             storage_account=(env.get("AzureWebJobsStorage__accountName") or "").strip(),
@@ -452,7 +458,7 @@ class Settings:
             remediation_queue=queue,
             policy_path=(env.get("RESPONDER_POLICY") or "policy.json").strip(),
             dry_run=_bool(env, "RESPONDER_DRY_RUN", "false"),
-            journal_table=(env.get("RESPONDER_JOURNAL_TABLE") or "responderruns").strip(),
+            journal_table=journal_table,
             evidence_container=(
                 env.get("RESPONDER_EVIDENCE_CONTAINER") or "responder-evidence"
             ).strip(),
@@ -481,7 +487,7 @@ class Settings:
                                           0.5, 30.0),
             chromium_path=(env.get("RESPONDER_CHROMIUM_PATH") or "").strip(),
             pdf_timeout_seconds=_float(env, "RESPONDER_PDF_TIMEOUT_SECONDS", "60", 5.0, 300.0),
-            tenants_table=_table_name(env, "RESPONDER_TENANTS_TABLE", "respondertenants"),
+            tenants_table=tenants_table,
             app_client_id=app_client_id,
             authority_host=_authority(env, "RESPONDER_AUTHORITY_HOST"),
             extra=MappingProxyType({k: v for k, v in env.items()

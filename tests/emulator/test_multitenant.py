@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -131,7 +132,7 @@ def test_the_default_tenants_consent_governs_the_fixed_token(server) -> None:
     assert r.status_code == 401 and r.json()["error"]["code"] == "InvalidAuthenticationToken"
     server.grant_consent(TENANT_ID, ["User.Read.All"])
     assert upns(server, FIXED)
-    user = next(iter(upns(server, FIXED)))
+    user = quote(sorted(upns(server, FIXED))[0], safe="@")  # a guest's UPN holds '#'
     assert call(server, "POST", f"/v1.0/users/{user}/revokeSignInSessions",
                 FIXED).status_code == 403  # narrowed to what was consented
     server.grant_consent(TENANT_ID)

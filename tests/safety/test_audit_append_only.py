@@ -23,6 +23,9 @@ from tests.safety.conftest import all_journal_rows, notify_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNAL = ROOT / "shared" / "state" / "journal.py"
+REGISTRY = ROOT / "shared" / "state" / "tenants.py"
+"""The tenant registry writes its own table (configuration, replaced in place); Settings
+refuses a registry table that is the journal's (tested below)."""
 TABLE_WRITES = {"create_entity", "upsert_entity", "update_entity", "delete_entity",
                 "submit_transaction"}
 JOURNAL_WRITERS = {"put_item", "delete_item", "create_row", "write_row_if", "delete_row_if"}
@@ -57,13 +60,29 @@ def _mentions_row_key(node: ast.AST) -> bool:
 def test_only_the_journal_touches_the_table():
     offenders = []
     for path in _sources():
-        if path == JOURNAL:
+        if path in (JOURNAL, REGISTRY):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and _called(node) in TABLE_WRITES | {
                     "get_table_client"}:
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {_called(node)}")
     assert offenders == []
+
+
+def test_the_registry_table_cannot_be_the_journal_table():
+    import pytest
+
+    from shared.settings import Settings, SettingsError
+
+    env = {"AzureWebJobsStorage": "UseDevelopmentStorage=true",
+           "RESPONDER_TENANT_ID": "contoso.onmicrosoft.com",
+           "RESPONDER_JOURNAL_TABLE": "runs1", "RESPONDER_TENANTS_TABLE": "RUNS1"}
+    with pytest.raises(SettingsError, match="RESPONDER_TENANTS_TABLE"):
+        Settings.from_env(env)
+    assert Settings.from_env({**env, "RESPONDER_TENANTS_TABLE": "tenants1"}).tenants_table \
+        == "tenants1"
+    registry = REGISTRY.read_text(encoding="utf-8")
+    assert '"ev-' not in registry and "'ev-" not in registry  # no event key is made there
 
 
 def test_only_journal_event_makes_event_keys_and_it_only_creates():
