@@ -388,8 +388,8 @@ def write_results(doc: dict[str, Any]) -> None:
         "instance, one emulator, real ClientAssertionCredentials; requests queued tenant "
         f"after tenant at once ({t['moved']} deliveries moved to the overflow lane). "
         "Seconds after each tenant's requests were queued:", "", *tables(doc), "",
-        f"Written {doc['written']}; measured on {doc['tree']}; machine: {doc['machine']} "
-        "(shared with other work while measured).", "", END])
+        f"Written {doc['written']}; measured on {doc['tree']}; machine: {doc['machine']}.",
+        "", END])
     if BEGIN in text and END in text:
         start, end = text.index(BEGIN), text.index(END) + len(END)
         text = text[:start] + block + text[end:]
