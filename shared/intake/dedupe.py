@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -99,6 +99,9 @@ class Admission:
     key: str = ""
     previous: dict[str, Any] | None = None
     """The row before this admission changed it (restored if the enqueue fails)."""
+    alias_rows: list[tuple[str, str | None]] = field(default_factory=list)
+    """Alias rows this admission created with its reservation (key, ETag): `admit_new`
+    writes them at once, so `confirm` has none left to write and `release` deletes them."""
 
     @property
     def admitted(self) -> bool:
@@ -124,8 +127,14 @@ class Deduper:
         # Every write sets the same properties, so the journal's (merging) upsert leaves
         # exactly what a replace would.
         await self.journal.put_item(DETECTIONS_PARTITION, row_key(user_key, detection_id),
-                                    detectionId=detection_id[:1000], level=level,
-                                    outcome=outcome, source=source[:200], at=now)
+                                    **self._detection_entity(detection_id, level, outcome,
+                                                             source, now))
+
+    @staticmethod
+    def _detection_entity(detection_id: str, level: str, outcome: str, source: str,
+                          now: datetime) -> dict[str, Any]:
+        return {"detectionId": detection_id[:1000], "level": level, "outcome": outcome,
+                "source": source[:200], "at": now}
 
     # users --------------------------------------------------------------------------------
     async def admit(self, request: RemediationRequest, user_key: str,
@@ -194,20 +203,109 @@ class Deduper:
             if found is not None and self._live(found.values, now) and _rank(
                     found.values.get("level")) >= _rank(admission.request.risk_level):
                 continue
-            await self._replace(akey, {
-                "userKey": alias[:1000], "level": admission.request.risk_level or "high",
-                "windowStart": now, "requestId": admission.request.request_id or "",
-                "state": "alias", "updatedAt": now, "aliasOf": admission.key,
-            }, exists=found is not None)
+            await self._replace(akey, self._alias_entity(alias, admission, now),
+                                exists=found is not None)
 
     async def release(self, admission: Admission) -> None:
         """Undo a reservation whose enqueue failed, so a retry of the trigger can enqueue."""
+        for akey, aetag in admission.alias_rows:
+            await self.journal.delete_row_if(USERS_PARTITION, akey, aetag)
         # Conditional on this admission's ETag: a row someone changed since is left alone.
         if admission.previous is None:
             await self.journal.delete_row_if(USERS_PARTITION, admission.key, admission.etag)
         else:
             await self.journal.write_row_if(USERS_PARTITION, admission.key, admission.previous,
                                             admission.etag)
+
+    # many users at once (a storm) -------------------------------------------------------
+    async def handled_detections(self, wanted: Sequence[tuple[str, str, str]]) -> set[int]:
+        """`detection_handled` for many (user key, detection id, level) at once: the indices
+        already handled at their level or higher (a query per few keys, not a read each)."""
+        keys = [row_key(user_key, detection) for user_key, detection, _ in wanted]
+        rows = await self.journal.read_rows(DETECTIONS_PARTITION, keys)
+        return {i for i, (key, (_, _, level)) in enumerate(zip(keys, wanted, strict=True))
+                if key in rows and _rank(rows[key].values.get("level")) >= _rank(level)}
+
+    async def admit_new(self, wanted: Sequence[tuple[RemediationRequest, str, Sequence[str]]],
+                        *, now: datetime) -> list[Admission | None]:
+        """Open a window for each of several users (request, user key, aliases) that none
+        has yet: an entity-group transaction creates up to a hundred rows (each user's
+        reserved row and its alias rows) at once, so a storm's first alerts cost a write
+        per transaction, not one per row.
+
+        Any row that exists already (a window, live or not, an alias, a racer's
+        reservation) fails its whole transaction, and nothing of it is written: that user
+        is left out (None in the answer: `admit` then reads and decides row by row) and
+        the rest of the transaction is tried again, a bounded number of times. A user
+        sharing a row key with another of the same call is left out too."""
+        answer: list[Admission | None] = [None] * len(wanted)
+        planned: list[tuple[int, Admission, list[tuple[str, dict[str, Any]]]]] = []
+        taken: set[str] = set()
+        for i, (request, user_key, aliases) in enumerate(wanted):
+            key = row_key(user_key)
+            admission = self._new_window(request, user_key, key, request.risk_level or "high",
+                                         now, None)
+            rows = [(key, self._entity(admission, user_key, now))]
+            rows += [(row_key(a), self._alias_entity(a, admission, now)) for a in aliases
+                     if row_key(a) != key]
+            keys = {k for k, _ in rows}
+            if len(keys) < len(rows) or keys & taken:
+                continue
+            taken |= keys
+            planned.append((i, admission, rows))
+        chunk: list[tuple[int, Admission, list[tuple[str, dict[str, Any]]]]] = []
+        for item in planned:
+            if chunk and sum(len(r) for _, _, r in chunk) + len(item[2]) > \
+                    self.journal.BATCH_OPS:
+                await self._create_windows(chunk, answer)
+                chunk = []
+            chunk.append(item)
+        if chunk:
+            await self._create_windows(chunk, answer)
+        return answer
+
+    async def _create_windows(self, chunk: list[tuple[int, Admission,
+                                                      list[tuple[str, dict[str, Any]]]]],
+                              answer: list[Admission | None]) -> None:
+        todo = list(chunk)
+        for _ in range(self.NEW_ATTEMPTS):
+            if not todo:
+                return
+            rows = [row for _, _, user_rows in todo for row in user_rows]
+            owner = [n for n, (_, _, user_rows) in enumerate(todo) for _ in user_rows]
+            made = await self.journal.create_rows(USERS_PARTITION, rows)
+            if isinstance(made, int):  # a row exists: its user goes row by row
+                del todo[owner[min(made, len(owner) - 1)]]
+                continue
+            for (key, _), n, etag in zip(rows, owner, made, strict=True):
+                i, admission, _ = todo[n]
+                if key == admission.key:
+                    admission.etag = etag
+                else:
+                    admission.alias_rows.append((key, etag))
+                answer[i] = admission
+            return
+
+    NEW_ATTEMPTS = 4
+    """Transactions `admit_new` tries, leaving out one user whose row exists each time."""
+
+    async def confirm_many(self, admissions: Sequence[Admission], now: datetime) -> None:
+        """`confirm` for admissions made by `admit_new` (their alias rows are written): one
+        transaction marks them enqueued; if any row changed meanwhile (a newer upgrade,
+        whose writer confirms it), each is confirmed on its own."""
+        rows = [(a.key, {"state": "enqueued", "updatedAt": now}, a.etag) for a in admissions]
+        if rows and not await self.journal.merge_rows_if(USERS_PARTITION, rows):
+            for key, values, etag in rows:
+                await self.journal.write_row_if(USERS_PARTITION, key, values, etag,
+                                                merge=True)
+
+    async def mark_detections(self, handled: Sequence[tuple[str, str, str, str, str]],
+                              now: datetime) -> None:
+        """`mark_detection` for many (user key, detection id, level, outcome, source)."""
+        await self.journal.put_items(DETECTIONS_PARTITION, [
+            (row_key(user_key, detection), self._detection_entity(detection, level, outcome,
+                                                                   source, now))
+            for user_key, detection, level, outcome, source in handled])
 
     async def live_window(self, user_key: str, now: datetime) -> dict[str, Any] | None:
         """The user's open dedupe window (a request already queued), or None."""
@@ -273,6 +371,13 @@ class Deduper:
             f"was already {what} in the dedupe window",
             key=key,
         )
+
+    @staticmethod
+    def _alias_entity(alias: str, admission: Admission, now: datetime) -> dict[str, Any]:
+        """An alias row: another form of the user, pointing at the admission's window."""
+        return {"userKey": alias[:1000], "level": admission.request.risk_level or "high",
+                "windowStart": now, "requestId": admission.request.request_id or "",
+                "state": "alias", "updatedAt": now, "aliasOf": admission.key}
 
     def _entity(self, admission: Admission, user_key: str, now: datetime,
                 row: Any = None) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from shared.errors import ServiceError
 from shared.intake.decision import LEVEL_RANK, Refusal, decide, effective_level
-from shared.intake.dedupe import Deduper
+from shared.intake.dedupe import Admission, Deduper
 from shared.intake.routing import Refused, split
 from shared.intake.sources import NormaliseResult, normalise
 from shared.intake.sources.result import AlertProblem, UserChange
@@ -51,6 +51,9 @@ INTAKE_PARTITION = partitions.INTAKE
 """Journal event partition of every intake decision that did not (or did) enqueue."""
 CONCURRENCY = 16
 """Users handled at once within one payload (each user's signals stay in order)."""
+BULK_MIN_USERS = 2
+"""A payload naming at least this many users with one signal each takes them in together
+(`_take_in_bulk`: a few Table transactions for a storm's payload, not rows one by one)."""
 
 UNKNOWN_TENANT = "unknown_tenant"
 """The code of an intake record refusing a signal for a tenant this deployment does not serve."""
@@ -309,9 +312,121 @@ async def intake_signals(services: Services, signals: Iterable[RiskSignal], *, r
                 items.append(item)
         return items
 
-    for items in await asyncio.gather(*(one_user(group) for group in by_user.values())):
-        outcome.items.extend(items)
+    groups = list(by_user.values())
+    taken: dict[int, IntakeItem] = {}
+    single = [group[0] for group in groups if len(group) == 1]
+    if not dry_run and len(single) >= BULK_MIN_USERS:
+        taken, left = await _take_in_bulk(services, deduper, single, route=route,
+                                          check_groups=check_groups, clock=clock,
+                                          member_cache=member_cache, keys=keys, tenant=tenant)
+        for signal in left:
+            taken.pop(id(signal), None)
+    rest = [group for group in groups if len(group) > 1 or id(group[0]) not in taken]
+    by_group = dict(zip((id(g) for g in rest),
+                        await asyncio.gather(*(one_user(group) for group in rest)), strict=True))
+    for group in groups:  # in the payload's order, whichever path took a user in
+        outcome.items.extend(by_group[id(group)] if id(group) in by_group
+                             else [taken[id(group[0])]])
     return outcome
+
+
+async def _take_in_bulk(services: Services, deduper: Deduper, signals: list[RiskSignal], *,
+                        route: str, check_groups: bool, clock: Clock,
+                        member_cache: dict[str, str | None], keys: UserKeys,
+                        tenant: str | None) -> tuple[dict[int, IntakeItem], list[RiskSignal]]:
+    """The signals of users with one signal in the payload, together: handled detections
+    read a few keys per query, every new window (with its alias rows) created in one
+    transaction, the enqueued windows confirmed in one, the outcomes recorded and the
+    detections remembered in one each. A storm's payload of 50 then costs a handful of
+    Table requests instead of about nine per signal.
+
+    The same decisions as `_one`, row for row. A user whose dedupe row exists already (an
+    open or expired window, an alias, a racer) is handed back in the second value, for
+    `_one` to read and decide; so is everything when a bulk read fails."""
+    now = clock()
+    done: dict[int, IntakeItem] = {}
+    named = [s for s in signals if s.detection_id]
+    try:
+        handled = await deduper.handled_detections(
+            [(keys.key(s), s.detection_id or "", effective_level(s)) for s in named])
+    except Exception as exc:  # storage trouble: one signal at a time, as ever
+        log.warning("bulk intake could not read detections (one at a time instead): %s", exc)
+        return {}, signals
+    seen: list[IntakeItem] = []
+    for n in sorted(handled):
+        item = IntakeItem(named[n], "duplicate",
+                          "detection already handled (another route or an earlier run)")
+        done[id(item.signal)] = item
+        if route not in QUIET_SEEN_ROUTES:
+            seen.append(item)
+    fresh = [s for s in signals if id(s) not in done]
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def decided(signal: RiskSignal) -> IntakeItem:
+        async with gate:
+            try:
+                return await _decision(services, signal, route=route,
+                                       check_groups=check_groups, member_cache=member_cache)
+            except Exception as exc:  # one signal's failure never loses the others
+                log.warning("intake of a %s signal failed: %s", signal.source, exc)
+                return IntakeItem(signal, "error", f"{type(exc).__name__}: {exc}", error=exc)
+
+    settle: list[IntakeItem] = []
+    wanted: list[tuple[RemediationRequest, str, list[str]]] = []
+    owners: list[IntakeItem] = []
+    for item in await asyncio.gather(*(decided(s) for s in fresh)):
+        done[id(item.signal)] = item
+        if tenant and item.request is not None:  # the worker acts in the tenant it names
+            item.request = item.request.model_copy(update={"tenant": tenant})
+        if item.outcome == "refused":
+            settle.append(item)
+        elif item.outcome == "would-enqueue" and item.request is not None:
+            key = keys.key(item.signal)
+            wanted.append((item.request, key, keys.aliases(item.signal, key)))
+            owners.append(item)
+    try:
+        admissions = await deduper.admit_new(wanted, now=now)
+    except Exception as exc:
+        log.warning("bulk intake could not reserve windows (one at a time instead): %s", exc)
+        admissions = [None] * len(wanted)
+    left = [item.signal for item, a in zip(owners, admissions, strict=True) if a is None]
+    admitted = [(item, a) for item, a in zip(owners, admissions, strict=True) if a is not None]
+
+    async def enqueued(admission: Admission) -> Exception | None:
+        async with gate:
+            try:
+                await services.storage.enqueue(services.settings.remediation_queue,
+                                               admission.request.to_message())
+            except Exception as exc:
+                await deduper.release(admission)
+                return exc
+            return None
+
+    confirmed: list[Admission] = []
+    failures = await asyncio.gather(*(enqueued(a) for _, a in admitted))
+    for (item, admission), failure in zip(admitted, failures, strict=True):
+        signal = item.signal
+        if failure is not None:
+            log.warning("intake of a %s signal failed: %s", signal.source, failure)
+            done[id(signal)] = IntakeItem(signal, "error",
+                                          f"{type(failure).__name__}: {failure}", error=failure)
+            continue
+        confirmed.append(admission)
+        request = admission.request
+        done[id(signal)] = ready = IntakeItem(signal, "enqueued", admission.reason,
+                                              request=request)
+        settle.append(ready)
+        log.info("intake %s: enqueued %s request %s (%s)", route, request.risk_level,
+                 request.request_id, request.playbook)
+    try:
+        await deduper.confirm_many(confirmed, now)
+        await _settle_many(services, deduper, settle, seen, route, now, keys)
+    except Exception as exc:  # as `_one`: the item fails, the trigger's retry finds the row
+        log.warning("bulk intake could not record its outcomes: %s", exc)
+        for item in settle:
+            done[id(item.signal)] = IntakeItem(item.signal, "error",
+                                               f"{type(exc).__name__}: {exc}", error=exc)
+    return done, left
 
 
 async def _one(services: Services, deduper: Deduper, signal: RiskSignal, *, route: str,
@@ -380,17 +495,40 @@ async def _settle(services: Services, deduper: Deduper, item: IntakeItem, route:
                   now: datetime, user_key: str) -> None:
     """Record the item's outcome and remember its detection as handled."""
     signal = item.signal
-    data = item.public() | {"route": route}
-    if item.refusal is not None:
-        data["code"] = item.refusal.code
-    kind = item.outcome
-    message = item.reason or kind
-    if item.outcome == "refused":
-        log.info("intake %s: refused %s signal: %s", route, signal.source, item.reason)
-    await record(services, kind, message, data)
+    await record(services, *_outcome_event(item, route))
     if signal.detection_id:
         await deduper.mark_detection(user_key, signal.detection_id,
                                      effective_level(signal), item.outcome, now, signal.source)
+
+
+def _outcome_event(item: IntakeItem, route: str) -> tuple[str, str, dict[str, Any]]:
+    """The intake event recording an item's outcome: kind, message, data."""
+    data = item.public() | {"route": route}
+    if item.refusal is not None:
+        data["code"] = item.refusal.code
+    if item.outcome == "refused":
+        log.info("intake %s: refused %s signal: %s", route, item.signal.source, item.reason)
+    return item.outcome, item.reason or item.outcome, data
+
+
+async def _settle_many(services: Services, deduper: Deduper, items: list[IntakeItem],
+                       seen: list[IntakeItem], route: str, now: datetime,
+                       keys: UserKeys) -> None:
+    """`_settle` for many items (and the audit events of detections `seen` before): the
+    events in one transaction of the intake partition, the detections in another. A
+    failed event write is logged (as `record`); a failed detection write raises."""
+    events = [_outcome_event(item, route) for item in items]
+    events += [("duplicate", item.reason, item.public() | {"route": route}) for item in seen]
+    if events:
+        try:
+            await services.journal.write_batch(INTAKE_PARTITION, events=events)
+        except Exception:  # storage trouble is logged; the items' own results stand
+            log.warning("could not record %d intake events", len(events), exc_info=True)
+    marks = [(keys.key(item.signal), item.signal.detection_id, effective_level(item.signal),
+              item.outcome, item.signal.source) for item in items if item.signal.detection_id]
+    if marks:
+        await deduper.mark_detections([(k, d or "", lv, o, src) for k, d, lv, o, src in marks],
+                                      now)
 
 
 async def _group_refusal(services: Services, signal: RiskSignal,
