@@ -41,6 +41,7 @@ from shared.models import RemediationRequest, RiskSignal
 from shared.safety.exclusions import group_reason
 from shared.services import Services
 from shared.state import partitions
+from shared.state.journal import Journal
 
 if TYPE_CHECKING:
     from shared.tenancy import TenantHub
@@ -54,6 +55,9 @@ CONCURRENCY = 16
 BULK_MIN_USERS = 2
 """A payload naming at least this many users with one signal each takes them in together
 (`_take_in_bulk`: a few Table transactions for a storm's payload, not rows one by one)."""
+BULK_CHUNK = Journal.FILTER_KEYS
+"""Users taken in together: one query reads their detections (Journal.FILTER_KEYS), and a
+payload's first requests are queued before its later users are decided."""
 
 UNKNOWN_TENANT = "unknown_tenant"
 """The code of an intake record refusing a signal for a tenant this deployment does not serve."""
@@ -316,11 +320,15 @@ async def intake_signals(services: Services, signals: Iterable[RiskSignal], *, r
     taken: dict[int, IntakeItem] = {}
     single = [group[0] for group in groups if len(group) == 1]
     if not dry_run and len(single) >= BULK_MIN_USERS:
-        taken, left = await _take_in_bulk(services, deduper, single, route=route,
-                                          check_groups=check_groups, clock=clock,
-                                          member_cache=member_cache, keys=keys, tenant=tenant)
-        for signal in left:
-            taken.pop(id(signal), None)
+        # a chunk at a time, so the first requests are queued while the rest is decided
+        for start in range(0, len(single), BULK_CHUNK):
+            done, left = await _take_in_bulk(
+                services, deduper, single[start:start + BULK_CHUNK], route=route,
+                check_groups=check_groups, clock=clock, member_cache=member_cache,
+                keys=keys, tenant=tenant)
+            taken.update(done)
+            for signal in left:
+                taken.pop(id(signal), None)
     rest = [group for group in groups if len(group) > 1 or id(group[0]) not in taken]
     by_group = dict(zip((id(g) for g in rest),
                         await asyncio.gather(*(one_user(group) for group in rest)), strict=True))
