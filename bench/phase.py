@@ -204,7 +204,7 @@ async def run_storm(n: int, *, instances: int, storage: str, tag: str,
                                                       for d in finals) / max(1, len(runs)), 1),
             "identity_budget": {k: sum(int(d.get("identity_budget", {}).get(k, 0))
                                        for d in finals)
-                                for k in ("reservations", "races", "fallbacks", "late")},
+                                for k in ("reservations", "races", "fallbacks", "late", "stale")},
         }
     finally:
         stop_file.touch()

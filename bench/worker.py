@@ -58,7 +58,7 @@ async def serve(status: Path, stop: Path) -> None:
                "storage_ops": {k: ops[k] - ops_at_start[k] for k in ops},
                "cpu_seconds": round(_cpu_seconds() - cpu_at_start, 3),
                "identity_budget": {k: getattr(svc.identity_budget, k, 0) for k in
-                                   ("reservations", "races", "fallbacks", "late")}}
+                                   ("reservations", "races", "fallbacks", "late", "stale")}}
         tmp = status.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, default=str), encoding="utf-8")
         tmp.replace(status)

@@ -40,10 +40,13 @@ class TenantBudget:
         self.races = 0
         self.fallbacks = 0
         self.late = 0
+        self.stale = 0
+        """Turns given up just before sending (the request would have left late)."""
 
-    async def wait_turn(self, spacing: float) -> None:
+    async def wait_turn(self, spacing: float) -> float | None:
         """Reserve the next slot (at least `spacing` seconds after the slot before it, by
-        any instance) and sleep until it comes."""
+        any instance) and sleep until it comes. The slot (epoch seconds), or None when
+        this call paced itself locally (the row unavailable or contended)."""
         for _ in range(MAX_RACES):
             try:
                 slot = await self._reserve(spacing)
@@ -52,14 +55,14 @@ class TenantBudget:
                             type(exc).__name__)
                 self.fallbacks += 1
                 await asyncio.sleep(spacing)
-                return
+                return None
             if slot is not None:
                 self.reservations += 1
                 wait = slot - now().timestamp()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 if now().timestamp() - slot <= MARGIN:
-                    return
+                    return slot
                 # Woken (or the row answered) later than the margin: sending now could
                 # land within a second of the next instance's slot. Take a fresh slot.
                 self.late += 1
@@ -68,6 +71,11 @@ class TenantBudget:
             await asyncio.sleep(random.uniform(0.005, 0.03))
         self.fallbacks += 1
         await asyncio.sleep(spacing)
+        return None
+
+    def turn(self, spacing: float, slot: float | None) -> SharedTurn:
+        """The turn a call holds from `slot`, for the retry transport to check."""
+        return SharedTurn(self, spacing, slot)
 
     async def _reserve(self, spacing: float) -> float | None:
         """The reserved slot (epoch seconds), or None when another instance won the row."""
@@ -82,3 +90,27 @@ class TenantBudget:
                                                {"nextAt": slot + spacing + MARGIN},
                                                current.etag)
         return slot if etag is not None else None
+
+
+class SharedTurn:
+    """A call's slot, checked by the retry transport just before each request leaves.
+
+    Between `wait_turn` and the wire lie the SDK's middleware and the event loop; on a
+    starved process that can take longer than the margin, and a request sent then could
+    land within a second of the next instance's slot. So a turn older than the margin at
+    send time is exchanged for a fresh slot, and each retry takes a slot of its own."""
+
+    def __init__(self, budget: TenantBudget, spacing: float, slot: float | None) -> None:
+        self.budget = budget
+        self.spacing = spacing
+        self.slot = slot
+
+    async def before_send(self) -> None:
+        for _ in range(MAX_RACES):
+            if self.slot is None or now().timestamp() - self.slot <= MARGIN:
+                return
+            self.budget.stale += 1
+            self.slot = await self.budget.wait_turn(self.spacing)
+
+    async def again(self) -> None:
+        self.slot = await self.budget.wait_turn(self.spacing)

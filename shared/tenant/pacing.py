@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from shared.tenant.retry import retries_reserve
+from shared.tenant.retry import PacedTurn, paced
 
 Sender = Callable[[Sequence[str]], Awaitable[Mapping[str, Any] | None]]
 
@@ -25,14 +24,17 @@ class SlotSource(Protocol):
     """Time slots shared beyond this process (shared.state.budget.TenantBudget): all the
     app's instances together keep a per-tenant rate."""
 
-    async def wait_turn(self, spacing: float) -> None: ...
+    async def wait_turn(self, spacing: float) -> float | None: ...
+
+    def turn(self, spacing: float, slot: float | None) -> PacedTurn: ...
 
 
-def _retry_slots(shared: SlotSource | None, spacing: float
-                 ) -> Callable[[], Awaitable[None]] | None:
-    """What a retry inside a paced call awaits: a shared slot of its own (None: no budget
-    beyond this process, whose own spacing already holds the call's turn)."""
-    return functools.partial(shared.wait_turn, spacing) if shared is not None else None
+async def _shared_turn(shared: SlotSource | None, spacing: float) -> PacedTurn | None:
+    """Wait for a slot in the shared budget; the turn the call's requests keep to (None:
+    no budget beyond this process, whose own spacing holds the call's turn)."""
+    if shared is None:
+        return None
+    return shared.turn(spacing, await shared.wait_turn(spacing))
 
 
 class IntervalGate:
@@ -66,14 +68,13 @@ class IntervalGate:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if self.shared is not None:
-                await self.shared.wait_turn(self.interval)
+            turn = await _shared_turn(self.shared, self.interval)
             gap = self.interval - (time.monotonic() - self._last)
             if gap > 0:  # and never closer than the interval to this process's last answer
                 await asyncio.sleep(gap)
             started = time.monotonic()
             try:
-                with retries_reserve(_retry_slots(self.shared, self.interval)):
+                with paced(turn):
                     yield
             finally:
                 self._last = time.monotonic()
@@ -221,13 +222,12 @@ class Pacer:
 
     async def run(self, send: Any) -> Any:
         async with self._lock:
-            if self.shared is not None:
-                await self.shared.wait_turn(self.interval)
+            turn = await _shared_turn(self.shared, self.interval)
             wait = self._last_end + self.interval - time.monotonic()
             if wait > 0:  # and never closer than the interval to this process's last answer
                 await asyncio.sleep(wait)
             try:
-                with retries_reserve(_retry_slots(self.shared, self.interval)):
+                with paced(turn):
                     return await send()
             finally:
                 self._last_end = time.monotonic()

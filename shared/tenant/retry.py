@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 
 import httpx
 
@@ -99,21 +100,32 @@ class RetryStats:
 Sleep = Callable[[float], Awaitable[None]]
 
 
-RETRY_SLOT: contextvars.ContextVar[Callable[[], Awaitable[None]] | None] = (
-    contextvars.ContextVar("retry_slot", default=None))
-"""Set while a paced call holds its turn: what a retry of that call awaits first
-(RetryTransport), so a retried request takes a slot of its own instead of reaching
-the service between two slots that other instances reserved."""
+class PacedTurn(Protocol):
+    """A paced call's turn in a budget shared with other instances (shared.state.budget)."""
+
+    async def before_send(self) -> None:
+        """Called just before the request leaves: a turn that went stale meanwhile (the
+        SDK's middleware ran late on a starved process) is exchanged for a fresh one."""
+
+    async def again(self) -> None:
+        """Called before a retry: the retried request takes a turn of its own."""
+
+
+PACED_TURN: contextvars.ContextVar[PacedTurn | None] = (
+    contextvars.ContextVar("paced_turn", default=None))
+"""Set while a paced call holds its turn (RetryTransport checks it before every send), so a
+request reaches the service in its own slot, never between two that other instances
+reserved."""
 
 
 @contextlib.contextmanager
-def retries_reserve(reserve: Callable[[], Awaitable[None]] | None) -> Iterator[None]:
-    """Within this block, retries of a request first await `reserve`."""
-    token = RETRY_SLOT.set(reserve)
+def paced(turn: PacedTurn | None) -> Iterator[None]:
+    """Within this block, every request sent (and retried) keeps to `turn`."""
+    token = PACED_TURN.set(turn)
     try:
         yield
     finally:
-        RETRY_SLOT.reset(token)
+        PACED_TURN.reset(token)
 
 
 class RetryTransport(httpx.AsyncBaseTransport):
@@ -140,6 +152,9 @@ class RetryTransport(httpx.AsyncBaseTransport):
         while True:
             attempt += 1
             self.stats.requests += 1
+            turn = PACED_TURN.get()
+            if turn is not None:
+                await turn.before_send()
             try:
                 response = await self._inner.handle_async_request(request)
             except TRANSIENT_ERRORS:
@@ -170,9 +185,8 @@ class RetryTransport(httpx.AsyncBaseTransport):
             slept = max(wait, time.monotonic() - started) if self._sleep is asyncio.sleep else wait
             waited += slept
             self.stats.waited_seconds += slept
-            reserve = RETRY_SLOT.get()
-            if reserve is not None:  # a paced call: its retry needs a slot of its own
-                await reserve()
+            if turn is not None:  # a paced call: its retry needs a slot of its own
+                await turn.again()
 
     async def aclose(self) -> None:
         await self._inner.aclose()

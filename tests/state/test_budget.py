@@ -126,3 +126,43 @@ async def test_a_sender_that_wakes_late_for_its_slot_takes_a_new_one(settings):
             >= 2 * (0.5 + MARGIN)
     finally:
         await svc.close()
+
+
+async def test_a_turn_gone_stale_before_the_request_leaves_takes_a_fresh_slot(settings):
+    """The retry transport checks the turn just before the request leaves: a slot older
+    than the margin (the SDK's middleware ran late on a starved process) is exchanged for
+    a new one, and the request is sent in that; a fresh turn is sent as it is."""
+    import httpx
+
+    from shared.state.budget import MARGIN, TenantBudget
+    from shared.state.clock import now
+    from shared.tenant.retry import RetryTransport, paced
+
+    svc = Services.create(settings, credential=StaticTokenCredential(TOKEN), policy=Policy())
+    sent: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(now().timestamp())
+        return httpx.Response(200)
+
+    try:
+        await svc.journal.ensure()
+        budget = TenantBudget(svc.journal, "stale-turn")
+        first = await budget.wait_turn(0.3)
+        turn = budget.turn(0.3, first)
+        await asyncio.sleep(MARGIN + 0.1)  # the middleware took longer than the margin
+        async with httpx.AsyncClient(transport=RetryTransport(httpx.MockTransport(answer))) \
+                as client:
+            with paced(turn):
+                await client.get("http://127.0.0.1/stale")
+            assert budget.stale == 1 and budget.reservations == 2, vars(budget)
+            assert first is not None and turn.slot is not None
+            assert turn.slot >= first + 0.3 + MARGIN - 0.01  # behind the slot it gave up
+            assert sent[0] >= turn.slot - 0.01
+
+            fresh = budget.turn(0.3, await budget.wait_turn(0.3))
+            with paced(fresh):
+                await client.get("http://127.0.0.1/fresh")
+            assert budget.stale == 1 and budget.reservations == 3
+    finally:
+        await svc.close()
