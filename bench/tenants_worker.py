@@ -11,12 +11,9 @@ local host that receives a batch per call, as the Functions host does.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 
 async def serve(status: Path, stop: Path) -> None:
@@ -25,7 +22,7 @@ async def serve(status: Path, stop: Path) -> None:
     quiet_logging()
     import function_app
     from bench.scenario import storm_policy
-    from bench.worker import _cpu_seconds
+    from bench.worker import _cpu_seconds, poll_until_stopped, storage_counters, write_status
     from devtools.localhost import LocalHost
     from devtools.tokens import emulator_assertion, emulator_credential_factory
     from functions import runtime
@@ -40,42 +37,24 @@ async def serve(status: Path, stop: Path) -> None:
     factory = emulator_credential_factory(
         os.environ["BENCH_EMULATOR_URL"], settings.app_client_id,
         lambda: emulator_assertion(tenant_id=mi_tenant, principal_id=mi_principal))
-    ops = {"queue": 0, "table": 0, "blob": 0}
-
-    def counter(service: str) -> Any:
-        def hook(_request: Any) -> None:
-            ops[service] += 1
-        return hook
-
+    ops, hooks = storage_counters()
     default = Services.create(settings, credential=factory(settings.tenant_id),
-                              policy=parse_policy(storm_policy()),
-                              storage_hooks={k: counter(k) for k in ops})
+                              policy=parse_policy(storm_policy()), storage_hooks=hooks)
     hub = TenantHub(default, factory, check_policy=check_policy)
     runtime.use_hub(hub)
     await default.journal.ensure()
     host = LocalHost(function_app.app, default.storage, dict(os.environ))
     cpu_at_start = _cpu_seconds()
-    last_write = 0.0
 
     def write(final: bool = False) -> None:
         doc = {**vars(host.stats), "in_flight": len(host._in_flight), "final": final,
                "moved": hub.shares.moved, "peak_rss_mb": round(peak_rss_mb(), 1),
                "storage_ops": dict(ops), "pid": os.getpid(),
                "cpu_seconds": round(_cpu_seconds() - cpu_at_start, 3)}
-        tmp = status.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, default=str), encoding="utf-8")
-        tmp.replace(status)
+        write_status(status, doc)
 
     try:
-        while not stop.exists():  # noqa: ASYNC240 - a cheap stat, twice a second at most
-            started = await host.poll_once()
-            now = time.monotonic()
-            if now - last_write > 0.5:
-                write()
-                last_write = now
-            await asyncio.sleep(0.01 if started else 0.05)
-        await host.kill()
-        write(final=True)
+        await poll_until_stopped(host, stop, write)
     finally:
         runtime.use_hub(None)
         await hub.close()

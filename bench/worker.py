@@ -16,6 +16,7 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,20 +35,12 @@ async def serve(status: Path, stop: Path) -> None:
     from shared.tenant.credentials import StaticTokenCredential
 
     settings = Settings.from_env()
-    ops = {"queue": 0, "table": 0, "blob": 0}
-
-    def counter(service: str) -> Any:
-        def hook(_request: Any) -> None:
-            ops[service] += 1
-        return hook
-
+    ops, hooks = storage_counters()
     svc = Services.create(settings, credential=StaticTokenCredential(TOKEN),
-                          policy=parse_policy(storm_policy()),
-                          storage_hooks={k: counter(k) for k in ops})
+                          policy=parse_policy(storm_policy()), storage_hooks=hooks)
     runtime.use_services(svc)
     await svc.journal.ensure()
     host = LocalHost(function_app.app, svc.storage, dict(os.environ))
-    last_write = 0.0
     ops_at_start = dict(ops)
     cpu_at_start = _cpu_seconds()
 
@@ -59,23 +52,47 @@ async def serve(status: Path, stop: Path) -> None:
                "cpu_seconds": round(_cpu_seconds() - cpu_at_start, 3),
                "identity_budget": {k: getattr(svc.identity_budget, k, 0) for k in
                                    ("reservations", "races", "fallbacks", "late", "stale")}}
-        tmp = status.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, default=str), encoding="utf-8")
-        tmp.replace(status)
+        write_status(status, doc)
 
     try:
-        while not stop.exists():  # noqa: ASYNC240 - a cheap stat, twice a second at most
-            started = await host.poll_once()
-            now = time.monotonic()
-            if now - last_write > 0.5:
-                write()
-                last_write = now
-            await asyncio.sleep(0.01 if started else 0.05)
-        await host.kill()
-        write(final=True)
+        await poll_until_stopped(host, stop, write)
     finally:
         runtime.use_services(None)
         await svc.close()
+
+
+def storage_counters() -> tuple[dict[str, int], dict[str, Callable[[Any], None]]]:
+    """Storage requests by service, and the Services hooks that count them."""
+    ops = {"queue": 0, "table": 0, "blob": 0}
+
+    def counter(service: str) -> Callable[[Any], None]:
+        def hook(_request: Any) -> None:
+            ops[service] += 1
+        return hook
+
+    return ops, {k: counter(k) for k in ops}
+
+
+def write_status(status: Path, doc: dict[str, Any]) -> None:
+    """Replace the status file at once (the benchmark reads it while this runs)."""
+    tmp = status.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, default=str), encoding="utf-8")
+    tmp.replace(status)
+
+
+async def poll_until_stopped(host: Any, stop: Path, write: Callable[..., None]) -> None:
+    """Deliver messages until the stop file appears, writing the status every half second
+    and once more (final) after the host stopped."""
+    last_write = 0.0
+    while not stop.exists():  # noqa: ASYNC240 - a cheap stat, twice a second at most
+        started = await host.poll_once()
+        now = time.monotonic()
+        if now - last_write > 0.5:
+            write()
+            last_write = now
+        await asyncio.sleep(0.01 if started else 0.05)
+    await host.kill()
+    write(final=True)
 
 
 def _cpu_seconds() -> float:
