@@ -104,6 +104,7 @@ class SharedTurn:
         self.budget = budget
         self.spacing = spacing
         self.slot = slot
+        self.retries = 0
 
     async def before_send(self) -> None:
         for _ in range(MAX_RACES):
@@ -113,4 +114,5 @@ class SharedTurn:
             self.slot = await self.budget.wait_turn(self.spacing)
 
     async def again(self) -> None:
+        self.retries += 1
         self.slot = await self.budget.wait_turn(self.spacing)

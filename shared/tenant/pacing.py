@@ -29,11 +29,25 @@ class SlotSource(Protocol):
     def turn(self, spacing: float, slot: float | None) -> PacedTurn: ...
 
 
-async def _shared_turn(shared: SlotSource | None, spacing: float) -> PacedTurn | None:
-    """Wait for a slot in the shared budget; the turn the call's requests keep to (None:
-    no budget beyond this process, whose own spacing holds the call's turn)."""
-    if shared is None:
+class LocalTurn:
+    """A paced call's turn when no budget is shared beyond this process: the process's own
+    spacing holds it, and it only counts the call's retries."""
+
+    def __init__(self) -> None:
+        self.retries = 0
+
+    async def before_send(self) -> None:
         return None
+
+    async def again(self) -> None:
+        self.retries += 1
+
+
+async def _shared_turn(shared: SlotSource | None, spacing: float) -> PacedTurn:
+    """Wait for a slot in the shared budget (none beyond this process: a local turn); the
+    turn the call's requests keep to."""
+    if shared is None:
+        return LocalTurn()
     return shared.turn(spacing, await shared.wait_turn(spacing))
 
 
@@ -50,7 +64,9 @@ class IntervalGate:
         self.interval = min_interval
         """The current spacing: it doubles when a call needed retries (other instances of
         the app share the tenant's rate: a 429 without Retry-After is the only sign) and
-        shrinks back towards `min_interval` while calls go through at once."""
+        shrinks back towards `min_interval` while calls go through at once. Counted
+        retries, not elapsed time: a call that waited for a fresh shared slot before it
+        left, or ran on a starved event loop, was slow but not refused."""
         self._last = 0.0
         self._lock: asyncio.Lock | None = None
         self.shared: SlotSource | None = None
@@ -72,13 +88,12 @@ class IntervalGate:
             gap = self.interval - (time.monotonic() - self._last)
             if gap > 0:  # and never closer than the interval to this process's last answer
                 await asyncio.sleep(gap)
-            started = time.monotonic()
             try:
                 with paced(turn):
                     yield
             finally:
                 self._last = time.monotonic()
-                if self._last - started > self.min_interval / 2:  # it was retried
+                if turn.retries:
                     self.interval = min(self.max_interval, self.interval * 2)
                 else:
                     self.interval = max(self.min_interval, self.interval * 0.9)

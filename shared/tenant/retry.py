@@ -101,14 +101,20 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class PacedTurn(Protocol):
-    """A paced call's turn in a budget shared with other instances (shared.state.budget)."""
+    """A paced call's turn: in a budget shared with other instances (shared.state.budget)
+    or this process's own (shared.tenant.pacing.LocalTurn)."""
+
+    retries: int
+    """Retries the call needed: the pacer's sign that the rate is contested (a slow call
+    is not one: the wait for a fresh slot and a starved event loop also take time)."""
 
     async def before_send(self) -> None:
         """Called just before the request leaves: a turn that went stale meanwhile (the
         SDK's middleware ran late on a starved process) is exchanged for a fresh one."""
 
     async def again(self) -> None:
-        """Called before a retry: the retried request takes a turn of its own."""
+        """Called before a retry: the retried request takes a turn of its own (and counts
+        in `retries`)."""
 
 
 PACED_TURN: contextvars.ContextVar[PacedTurn | None] = (

@@ -9,30 +9,54 @@ import asyncio
 import time
 from typing import Any
 
+import httpx
+
 from shared.tenant.graph import identity_protection
 from shared.tenant.pacing import AdaptiveLimit, Aggregator, IntervalGate, LimitedExchange
+from shared.tenant.retry import RetryTransport
 
 MEGAN = "d4f1c7a2-6b3e-4e8d-9a51-2f7c0b8e4d13"
 
 
-async def test_gate_spaces_calls_and_backs_off_after_a_slow_call() -> None:
+async def test_gate_spaces_calls_and_backs_off_only_after_a_retried_call() -> None:
+    """The gate widens its spacing when a call was refused and retried (through the real
+    retry transport), not when a call was merely slow: waiting for a fresh shared slot or a
+    starved event loop must not slow every later call of the tenant."""
     gate = IntervalGate(0.2, max_interval=1.0)
     stamps: list[float] = []
+    answers: list[int] = []
 
-    async def call(slow: bool) -> None:
-        async with gate.turn():
-            stamps.append(time.monotonic())
-            if slow:
-                await asyncio.sleep(0.15)  # longer than min_interval / 2: it was retried
+    def answer(_request: httpx.Request) -> httpx.Response:
+        status = answers.pop(0) if answers else 200
+        return httpx.Response(status)
 
-    await call(False)
-    await call(False)
-    assert stamps[1] - stamps[0] >= 0.2
-    await call(True)
-    assert gate.interval == 0.4
-    await call(False)
-    assert stamps[3] - stamps[2] >= 0.15 + 0.4 - 0.01
-    assert gate.interval < 0.4
+    async def no_wait(_seconds: float) -> None:
+        return None
+
+    transport = RetryTransport(httpx.MockTransport(answer), sleep=no_wait)
+    async with httpx.AsyncClient(transport=transport) as client:
+
+        async def call(*, slow: bool = False, refused: bool = False) -> None:
+            if refused:
+                answers.append(429)
+            async with gate.turn():
+                stamps.append(time.monotonic())
+                if slow:
+                    await asyncio.sleep(0.15)  # longer than half the interval
+                response = await client.post("https://graph.invalid/identityProtection")
+                assert response.status_code == 200
+
+        await call()
+        await call()
+        assert stamps[1] - stamps[0] >= 0.2
+        await call(slow=True)
+        assert gate.interval == 0.2  # slow, not refused
+        await call(refused=True)
+        assert transport.stats.throttled == 1
+        assert gate.interval == 0.4
+        await call()
+        assert stamps[4] - stamps[3] >= 0.4 - 0.01
+        assert gate.interval < 0.4
 
 
 async def test_aggregators_sharing_a_gate_never_overlap() -> None:

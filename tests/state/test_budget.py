@@ -166,3 +166,30 @@ async def test_a_turn_gone_stale_before_the_request_leaves_takes_a_fresh_slot(se
             assert budget.stale == 1 and budget.reservations == 3
     finally:
         await svc.close()
+
+
+async def test_a_turn_exchanged_for_a_fresh_slot_does_not_widen_the_tenant_spacing(settings):
+    """Waiting for a fresh slot makes the call slow but it was not refused: the gate keeps
+    its spacing (widening it on every stale turn spaced a storm's confirmations up to 8 s
+    apart, and every run waiting on them waited too)."""
+    import httpx
+
+    from shared.state.budget import MARGIN, TenantBudget
+    from shared.tenant.pacing import IntervalGate
+    from shared.tenant.retry import RetryTransport
+
+    svc = Services.create(settings, credential=StaticTokenCredential(TOKEN), policy=Policy())
+    try:
+        await svc.journal.ensure()
+        budget = TenantBudget(svc.journal, "stale-gate")
+        gate = IntervalGate(0.3)
+        gate.shared = budget
+        transport = RetryTransport(httpx.MockTransport(lambda _r: httpx.Response(200)))
+        async with httpx.AsyncClient(transport=transport) as client:
+            async with gate.turn():
+                await asyncio.sleep(MARGIN + 0.1)  # the middleware ran late
+                await client.get("http://127.0.0.1/stale")
+        assert budget.stale == 1
+        assert gate.interval == 0.3
+    finally:
+        await svc.close()
