@@ -142,6 +142,11 @@ def _verdict(ok: bool | None) -> str:
     return "-" if ok is None else ("met" if ok else "**not met**")
 
 
+def ceiling(result: dict[str, Any]) -> float:
+    """The speed-up over the baseline of a client that finished at the lower bound."""
+    return float(result["baseline_all_finished_seconds"]) / float(result["lower_bound"]["seconds"])
+
+
 def targets(results: list[dict[str, Any]]) -> list[str]:
     """The storm targets at N = 500 (and at every size where a target says so), judged on
     the runs in `results`; a target with no run to judge it says so."""
@@ -174,6 +179,10 @@ def targets(results: list[dict[str, Any]]) -> list[str]:
     add("every run finished vs the fair baseline, >= 20x at every size",
         [r["speedup_vs_baseline"] for r in rs],
         all((r["speedup_vs_baseline"] or 0) >= 20 for r in rs))
+    # what a client that reached the lower bound would get against the same baseline: when
+    # this is under 20, the target above cannot be met under the emulator's limits
+    lines.append("| the most any client could reach (baseline / lower bound), for scale | "
+                 + (", ".join(f"{ceiling(r):.2f}" for r in rs) or "not run") + " | - |")
     rs = at(500, 3)
     add("Identity Protection 429s with 3 instances, 0",
         [r.get("throttled_by_class", {}).get("identity_protection", 0) for r in rs],
@@ -182,7 +191,9 @@ def targets(results: list[dict[str, Any]]) -> list[str]:
         rs = at(n, 1)
         add(f"failed / lost runs, N = {n}, three storms in a row, 0 / 0",
             [f"{r['failed_runs']}/{r['lost_runs']}" for r in rs],
-            len(rs) >= 3 and all(r["failed_runs"] == 0 and r["lost_runs"] == 0 for r in rs))
+            # fewer than three storms cannot judge "three in a row" either way
+            None if len(rs) < 3 else
+            all(r["failed_runs"] == 0 and r["lost_runs"] == 0 for r in rs))
     add("Table operations per run, <= 15", [r.get("table_ops_per_run") for r in one],
         all((r.get("table_ops_per_run") or 1e9) <= 15 for r in one))
     add("worker CPU per run, <= 100 ms", [r.get("worker_cpu_ms_per_run") for r in one],
