@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         raw = OUT / f"profile-{args.size}.txt"
         subprocess.run([spy, "record", "--format", "raw", "--rate", "50", "--subprocesses",
                         "--output", str(raw), "--", sys.executable, "-m", "bench.storm",
-                        "--sizes", str(args.size), "--baseline-sample", "2"],
+                        "--sizes", str(args.size), "--baseline-sample", "2", "--profiled"],
                        cwd=ROOT, env=dict(os.environ), check=True, timeout=1800)
         what = what or f"every process of a storm of N = {args.size}"
     doc = summarise(raw)
