@@ -36,6 +36,7 @@ from bench.scenario import (
     storm_tenant,
     storm_users,
 )
+from bench.worker import BUDGET_COUNTERS
 
 ALERTS_PER_POST = 50
 TERMINAL = {"finished", "failed", "refused", "released", "poisoned", "waiting_approval"}
@@ -204,7 +205,7 @@ async def run_storm(n: int, *, instances: int, storage: str, tag: str,
                                                       for d in finals) / max(1, len(runs)), 1),
             "identity_budget": {k: sum(int(d.get("identity_budget", {}).get(k, 0))
                                        for d in finals)
-                                for k in ("reservations", "races", "fallbacks", "late", "stale")},
+                                for k in BUDGET_COUNTERS},
         }
     finally:
         stop_file.touch()

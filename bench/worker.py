@@ -20,6 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+BUDGET_COUNTERS = ("reservations", "races", "fallbacks", "late", "stale", "resets")
+"""The shared Identity Protection budget's counters each instance reports."""
+
 
 async def serve(status: Path, stop: Path) -> None:
     from bench.phase import peak_rss_mb, quiet_logging
@@ -51,7 +54,7 @@ async def serve(status: Path, stop: Path) -> None:
                "storage_ops": {k: ops[k] - ops_at_start[k] for k in ops},
                "cpu_seconds": round(_cpu_seconds() - cpu_at_start, 3),
                "identity_budget": {k: getattr(svc.identity_budget, k, 0) for k in
-                                   ("reservations", "races", "fallbacks", "late", "stale")}}
+                                   BUDGET_COUNTERS}}
         write_status(status, doc)
 
     try:

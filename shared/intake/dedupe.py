@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -61,8 +62,12 @@ class DedupeConflict(ResponderError):
 
 
 def row_key(*parts: str) -> str:
-    """A Table row key from any text (UPNs may hold characters keys cannot)."""
-    return hashlib.sha256("|".join(p.lower() for p in parts).encode()).hexdigest()[:48]
+    """A Table row key from any text (UPNs may hold characters keys cannot). Parts are
+    joined with '|' after escaping it, so ("a|b", "c") and ("a", "b|c") differ: a hostile
+    name cannot make one user's detection key another's. Text without '|' or '\\' keys as
+    it always did."""
+    joined = "|".join(p.lower().replace("\\", "\\\\").replace("|", "\\|") for p in parts)
+    return hashlib.sha256(joined.encode()).hexdigest()[:48]
 
 
 def link_key(form: str) -> str:
@@ -114,6 +119,11 @@ class Deduper:
     def __init__(self, journal: Journal, *, window_minutes: float) -> None:
         self.journal = journal
         self.window = timedelta(minutes=window_minutes)
+        self.token = uuid.uuid4().hex
+        """Written into this deduper's reservations: a write whose answer was lost (the
+        transaction committed, the client saw an error) leaves a reservation this intake
+        recognises as its own and goes on to enqueue, instead of taking it for another
+        instance's and dropping the signal."""
 
     # detections ---------------------------------------------------------------------------
     async def detection_handled(self, user_key: str, detection_id: str, level: str) -> bool:
@@ -171,12 +181,16 @@ class Deduper:
                     f"{row.get('requestId')} to {level}",
                     key=key, previous=dict(row),
                 )
-            elif row.get("state") == "reserved" and self._stale(row, now):
+            elif row.get("state") == "reserved" and (self._stale(row, now)
+                                                     or row.get("reservedBy") == self.token):
                 stored = _stored_request(row)
                 if stored is None:
                     admission = self._new_window(request, user_key, key, level, now, dict(row))
                 else:
+                    own = row.get("reservedBy") == self.token
                     admission = Admission("takeover", stored,
+                                          "resumes its own reservation (a write's answer was "
+                                          "lost)" if own else
                                           "takes over a reservation left by a stopped instance",
                                           key=key, previous=dict(row))
             else:
@@ -387,7 +401,7 @@ class Deduper:
             "userKey": user_key[:1000], "level": admission.request.risk_level or "high",
             "windowStart": window_start, "requestId": admission.request.request_id or "",
             "state": "reserved", "reservedAt": now, "updatedAt": now,
-            "message": admission.request.to_message(),
+            "reservedBy": self.token, "message": admission.request.to_message(),
         }
 
 

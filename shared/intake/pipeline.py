@@ -405,9 +405,15 @@ async def _take_in_bulk(services: Services, deduper: Deduper, signals: list[Risk
             try:
                 await services.storage.enqueue(services.settings.remediation_queue,
                                                admission.request.to_message())
-            except Exception as exc:
-                await deduper.release(admission)
-                return exc
+            except BaseException as exc:
+                try:
+                    await deduper.release(admission)
+                except Exception as undo:  # the reservation goes stale and is taken over
+                    log.warning("could not undo a reservation after a failed enqueue: %s",
+                                undo)
+                if not isinstance(exc, Exception):
+                    raise  # cancelled: released as far as possible, the caller decides
+                return exc  # this user's item fails; the chunk's other users go on
             return None
 
     confirmed: list[Admission] = []

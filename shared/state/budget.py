@@ -24,6 +24,11 @@ log = logging.getLogger("responder.budget")
 MARGIN = 0.2
 """Seconds added to every slot's spacing: instances send from different machines, and a
 request that leaves a little late must still reach the service after the one before."""
+MAX_AHEAD = 60.0
+"""A reserved time further ahead than this is not a queue of turns (a few instances hold
+one turn each, about a second apart) but a row gone wrong: an instance whose clock runs
+ahead, or slots abandoned on a starved process. It is ignored and the row starts again
+from now, so no instance ever sleeps on it for minutes."""
 MAX_RACES = 20
 """Reservations lost to other instances (or slots missed) before this call gives up
 sharing: bounded, so a contended or failing row slows a call down (a local wait) instead of
@@ -41,6 +46,8 @@ class TenantBudget:
         self.fallbacks = 0
         self.late = 0
         self.stale = 0
+        self.resets = 0
+        """Rows found reserved more than MAX_AHEAD seconds ahead and started again."""
         """Turns given up just before sending (the request would have left late)."""
 
     async def wait_turn(self, spacing: float) -> float | None:
@@ -85,7 +92,13 @@ class TenantBudget:
             etag = await self.journal.create_row(partitions.RATE_BUDGETS, self.name,
                                                  {"nextAt": stamp + spacing + MARGIN})
             return stamp if etag is not None else None
-        slot = max(stamp, float(current.values.get("nextAt") or 0.0))
+        ahead = float(current.values.get("nextAt") or 0.0)
+        if ahead - stamp > MAX_AHEAD:
+            log.warning("budget %s: next slot %.0f s ahead, starting again from now",
+                        self.name, ahead - stamp)
+            self.resets += 1
+            ahead = stamp
+        slot = max(stamp, ahead)
         etag = await self.journal.write_row_if(partitions.RATE_BUDGETS, self.name,
                                                {"nextAt": slot + spacing + MARGIN},
                                                current.etag)

@@ -84,10 +84,12 @@ class IntervalGate:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            turn = await _shared_turn(self.shared, self.interval)
             gap = self.interval - (time.monotonic() - self._last)
-            if gap > 0:  # and never closer than the interval to this process's last answer
+            if gap > 0:  # never closer than the interval to this process's last answer
                 await asyncio.sleep(gap)
+            # the shared slot is the last wait: a local sleep after it would leave the turn
+            # stale by the time the request leaves, and the call would take a second slot
+            turn = await _shared_turn(self.shared, self.interval)
             try:
                 with paced(turn):
                     yield
@@ -237,10 +239,10 @@ class Pacer:
 
     async def run(self, send: Any) -> Any:
         async with self._lock:
-            turn = await _shared_turn(self.shared, self.interval)
             wait = self._last_end + self.interval - time.monotonic()
-            if wait > 0:  # and never closer than the interval to this process's last answer
+            if wait > 0:  # never closer than the interval to this process's last answer
                 await asyncio.sleep(wait)
+            turn = await _shared_turn(self.shared, self.interval)  # the last wait (above)
             try:
                 with paced(turn):
                     return await send()

@@ -137,3 +137,61 @@ async def test_two_users_naming_the_same_alias_are_not_put_in_one_transaction(sv
     assert outcome.items[0].request is not None
     assert outcome.items[0].request.request_id in outcome.items[1].reason
     assert sorted(m["user"] for m in await queued(svc)) == [user_id(1), user_id(2)]
+
+
+async def test_a_failed_enqueue_whose_undo_fails_too_costs_only_that_user(
+        svc: Any, monkeypatch: Any) -> None:
+    """The queue and then the undo fail for one user (a storage blip): that user's item is
+    an error, and nothing escapes the payload (an Event Hub batch would lose every alert
+    after it). Its reservation stays, to be taken over once it goes stale."""
+    real = svc.storage.enqueue
+    real_delete = type(svc.journal).delete_row_if
+
+    async def flaky(queue: str, text: str, **kw: Any) -> None:
+        if user_id(2) in text:
+            raise ConnectionError("queue unavailable")
+        await real(queue, text, **kw)
+
+    async def no_undo(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("table unavailable")
+
+    monkeypatch.setattr(svc.storage, "enqueue", flaky)
+    monkeypatch.setattr(type(svc.journal), "delete_row_if", no_undo)
+    outcome = await intake_signals(svc, [signal(n) for n in range(4)], route="http",
+                                   clock=lambda: T0)
+    monkeypatch.setattr(type(svc.journal), "delete_row_if", real_delete)
+    assert [i.outcome for i in outcome.items] == ["enqueued", "enqueued", "error", "enqueued"]
+    assert isinstance(outcome.errors[0], ConnectionError)
+    assert sorted(m["user"] for m in await queued(svc)) == [user_id(0), user_id(1),
+                                                             user_id(3)]
+    row = await svc.journal.read_row(USERS_PARTITION, row_key(user_id(2)))
+    assert row is not None and row.values["state"] == "reserved"
+    assert len(await intake_events(svc, "enqueued")) == 3
+
+
+async def test_a_reservation_whose_answer_was_lost_is_resumed_not_dropped(svc: Any) -> None:
+    """The transaction that reserved a window committed but the client saw an error (a
+    lost answer): the same intake finds the reservation it made itself and enqueues it; any
+    other intake still sees another instance's reservation and leaves it."""
+    from shared.intake.dedupe import Deduper
+
+    await svc.journal.ensure()
+    ours = Deduper(svc.journal, window_minutes=30)
+    request = (await intake_signals(svc, [signal(5)], route="http", clock=lambda: T0,
+                                    dry_run=True)).items[0].request
+    assert request is not None
+    made = await ours.admit_new([(request, user_id(5), [])], now=T0)
+    assert made[0] is not None  # committed; say the caller never heard so
+    theirs = Deduper(svc.journal, window_minutes=30)
+    assert not (await theirs.admit(request, user_id(5), now=T0)).admitted
+    again = await ours.admit(request, user_id(5), now=T0)
+    assert again.admitted and again.kind == "takeover"
+    assert again.request.request_id == made[0].request.request_id
+    assert "its own reservation" in again.reason
+
+
+def test_row_keys_of_parts_holding_the_separator_do_not_collide() -> None:
+    """A hostile name holding '|' cannot make its detection key another user's."""
+    assert row_key("victim@contoso.com|x", "d1") != row_key("victim@contoso.com", "x|d1")
+    assert row_key("a\\", "|b") != row_key("a\\|", "b")
+    assert row_key("A@Contoso.com") == row_key("a@contoso.com")

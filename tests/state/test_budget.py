@@ -193,3 +193,61 @@ async def test_a_turn_exchanged_for_a_fresh_slot_does_not_widen_the_tenant_spaci
         assert gate.interval == 0.3
     finally:
         await svc.close()
+
+
+async def test_a_slot_reserved_far_ahead_is_ignored_and_the_row_starts_again(settings):
+    """An instance whose clock runs an hour ahead (or slots abandoned on a starved process)
+    leaves the next slot far in the future: no instance sleeps on it, the row starts again
+    from now."""
+    from shared.state import partitions
+    from shared.state.budget import MAX_AHEAD, TenantBudget
+    from shared.state.clock import now
+
+    svc = Services.create(settings, credential=StaticTokenCredential(TOKEN), policy=Policy())
+    try:
+        await svc.journal.ensure()
+        await svc.journal.create_row(partitions.RATE_BUDGETS, "far-ahead",
+                                     {"nextAt": now().timestamp() + 3600})
+        budget = TenantBudget(svc.journal, "far-ahead")
+        started = now().timestamp()
+        slot = await asyncio.wait_for(budget.wait_turn(0.3), timeout=10)
+        assert slot is not None and slot - started < 1.0
+        assert budget.resets == 1
+        row = await svc.journal.read_row(partitions.RATE_BUDGETS, "far-ahead")
+        assert row is not None and row.values["nextAt"] - now().timestamp() < MAX_AHEAD
+        following = await asyncio.wait_for(budget.wait_turn(0.3), timeout=10)
+        assert following is not None and following >= slot + 0.3  # spacing holds again
+        assert budget.resets == 1
+    finally:
+        await svc.close()
+
+
+async def test_a_slow_answer_does_not_leave_the_next_turn_stale(settings):
+    """The gate's own spacing is waited before the shared slot is reserved, so the slot is
+    fresh when the request leaves even after a slow answer (waiting after it made nearly
+    every call behind a slow one take a second slot)."""
+    import httpx
+
+    from shared.state.budget import TenantBudget
+    from shared.tenant.pacing import IntervalGate
+    from shared.tenant.retry import RetryTransport
+
+    async def slow(_request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.5)  # the service answered late
+        return httpx.Response(200)
+
+    svc = Services.create(settings, credential=StaticTokenCredential(TOKEN), policy=Policy())
+    try:
+        await svc.journal.ensure()
+        budget = TenantBudget(svc.journal, "slow-answer")
+        gate = IntervalGate(0.3)
+        gate.shared = budget
+        async with httpx.AsyncClient(transport=RetryTransport(httpx.MockTransport(slow))) \
+                as client:
+            for _ in range(3):
+                async with gate.turn():
+                    await client.get("http://127.0.0.1/identity")
+        assert budget.stale == 0
+        assert budget.reservations == 3
+    finally:
+        await svc.close()
