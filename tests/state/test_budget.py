@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from typing import Any
 
 from shared.policy import Policy
 from shared.services import Services
@@ -42,6 +43,18 @@ async def _storm(settings, emulator, *, shared: bool) -> list[dict]:
     if shared:  # with the budget every call goes through; without it one may give up
         assert [o for o in outcomes if isinstance(o, BaseException)] == []
     return _identity_calls(emulator)
+
+
+async def _gate_sharing(svc: Services, row: str) -> tuple[Any, Any]:
+    """A 0.3 s Identity Protection gate whose slots come from the shared budget row `row`."""
+    from shared.state.budget import TenantBudget
+    from shared.tenant.pacing import IntervalGate
+
+    await svc.journal.ensure()
+    budget = TenantBudget(svc.journal, row)
+    gate = IntervalGate(0.3)
+    gate.shared = budget
+    return budget, gate
 
 
 async def test_three_instances_share_one_budget_and_are_never_throttled(settings, emulator):
@@ -174,16 +187,12 @@ async def test_a_turn_exchanged_for_a_fresh_slot_does_not_widen_the_tenant_spaci
     apart, and every run waiting on them waited too)."""
     import httpx
 
-    from shared.state.budget import MARGIN, TenantBudget
-    from shared.tenant.pacing import IntervalGate
+    from shared.state.budget import MARGIN
     from shared.tenant.retry import RetryTransport
 
     svc = Services.create(settings, credential=StaticTokenCredential(TOKEN), policy=Policy())
     try:
-        await svc.journal.ensure()
-        budget = TenantBudget(svc.journal, "stale-gate")
-        gate = IntervalGate(0.3)
-        gate.shared = budget
+        budget, gate = await _gate_sharing(svc, "stale-gate")
         transport = RetryTransport(httpx.MockTransport(lambda _r: httpx.Response(200)))
         async with httpx.AsyncClient(transport=transport) as client:
             async with gate.turn():
@@ -228,8 +237,6 @@ async def test_a_slow_answer_does_not_leave_the_next_turn_stale(settings):
     every call behind a slow one take a second slot)."""
     import httpx
 
-    from shared.state.budget import TenantBudget
-    from shared.tenant.pacing import IntervalGate
     from shared.tenant.retry import RetryTransport
 
     async def slow(_request: httpx.Request) -> httpx.Response:
@@ -238,10 +245,7 @@ async def test_a_slow_answer_does_not_leave_the_next_turn_stale(settings):
 
     svc = Services.create(settings, credential=StaticTokenCredential(TOKEN), policy=Policy())
     try:
-        await svc.journal.ensure()
-        budget = TenantBudget(svc.journal, "slow-answer")
-        gate = IntervalGate(0.3)
-        gate.shared = budget
+        budget, gate = await _gate_sharing(svc, "slow-answer")
         async with httpx.AsyncClient(transport=RetryTransport(httpx.MockTransport(slow))) \
                 as client:
             for _ in range(3):
