@@ -26,7 +26,8 @@ from shared.tenant.graph.client import GraphClient, create_graph_client
 from shared.tenant.graph.directory import add_group_members
 from shared.tenant.graph.identity_protection import confirm_compromised
 from shared.tenant.identity_reads import IdentityReads
-from shared.tenant.pacing import AdaptiveLimit, Aggregator, LanePriority, Pacer, SlotSource
+from shared.tenant.lanes import LanePriority
+from shared.tenant.pacing import AdaptiveLimit, Aggregator, Pacer, SlotSource
 
 T = TypeVar("T")
 IDENTITY_PROTECTION_BUDGET = "identity-protection"
@@ -47,9 +48,11 @@ class Services:
     """Identifies this process's deliveries in run leases (see Journal.claim_run)."""
     group_adds: dict[str, Aggregator] = field(default_factory=dict)
     exchange_limit: AdaptiveLimit = field(default_factory=AdaptiveLimit)
-    lanes: LanePriority = field(default_factory=LanePriority)
-    """Containment before clean-up within this instance (shared.playbook.runner lanes)."""
     """Concurrency of Exchange admin calls, shared by every run of the process."""
+    lanes: LanePriority = field(default_factory=LanePriority)
+    """Containment before clean-up, a few containments at a time, within this instance
+    (shared.playbook.runner lanes); one per process, shared by every tenant it serves
+    (shared.tenancy.TenantHub)."""
     poll_pacer: Pacer | None = None
     """Spacing of the risk poller's Identity Protection requests, retries included; made
     by the first poll of the process (shared.intake.poller.pacer_for)."""

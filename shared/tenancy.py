@@ -141,6 +141,8 @@ class TenantHub:
         services = self._build(settings, credential, policy, self.default)
         # its playbooks are narrowed above; explicit `actions` are bounded by the runner
         services.enabled_steps = frozenset(record.features) or None
+        # one instance, one CPU: containment slots and the clean-up wait span its tenants
+        services.lanes = self.default.lanes
         return services
 
     async def tenant_of_domain(self, domain: str) -> str | None:

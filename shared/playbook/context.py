@@ -63,6 +63,16 @@ class StepContext:
     planned_steps: tuple[str, ...] = ()
     writer: StepWriter | None = None
     """Records this delivery's step results, several per transaction (made on first use)."""
+    applied: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
+    """Per step of this delivery: resolves once the step's change is made (False), or once
+    the step ended without it and must be retried (True). Steps that come `after` it wait
+    for this, not for its read-back and record."""
+
+    def mark_applied(self, step: str, blocked: bool = False) -> None:
+        """Let the steps `after` `step` go (blocked: they must wait for the redelivery)."""
+        waiting = self.applied.get(step)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(blocked)
 
     async def record_step(self, result: StepResult, attempt: int) -> None:
         """Store a step's outcome (its row and event); returns once it is stored."""

@@ -56,11 +56,13 @@ RUN_LEASE_ROW = "lease"
 TERMINAL_RUN_STATES = frozenset({"finished", "failed", "refused", "released", "poisoned"})
 Lane = Literal["all", "contain", "cleanup", "overflow"]
 CONTAINING_LANES = ("contain", "overflow")
-STEP_LINGER: dict[str, float] = {"contain": 0.0, "overflow": 0.0, "all": 0.02,
-                                 "cleanup": 0.25}
-"""Seconds a finished step's record waits for other steps of the run to share its write:
-none while containing (the next containment step waits on it), a quarter second in the
-clean-up lane, where a few transactions then carry a dozen steps."""
+STEP_LINGER: dict[str, float] = {"contain": 0.3, "overflow": 0.3, "all": 0.3,
+                                 "cleanup": 1.0}
+"""Seconds at most a finished step's record waits for the other running steps of the
+delivery to share its write (shared.state.journal.StepWriter): the steps after it start
+once its change is made, not once it is recorded, so only the delivery's end waits. The
+password and the sessions then share one transaction, and the clean-up lane's dozen steps
+a few."""
 
 
 class RetryableRunError(ResponderError):
@@ -152,7 +154,7 @@ async def run_request(
         if lane == "cleanup":
             await services.lanes.cleanup_turn()
         elif lane in CONTAINING_LANES:
-            async with services.lanes.containing():
+            async with services.lanes.containing(services.settings.tenant_id.lower()):
                 return await _run_request(services, request, run_id, dry, dequeue_count,
                                           max_dequeue_count, lane)
         return await _run_request(services, request, run_id, dry, dequeue_count,
@@ -406,9 +408,11 @@ async def _wait_for_approval(services: Services, run: RunRecord, ctx: StepContex
 
 async def _run_waves(ctx: StepContext, steps: list[str], done: dict[str, StepResult],
                      attempt: int) -> list[ServiceError]:
-    """Each step starts as soon as the steps it comes `after` (in this run) have finished,
-    not when a whole wave has: sessions are revoked right after the password reset, even
-    while the evidence still waits on slow reads. A step after one that must be retried is
+    """Each step starts as soon as the steps it comes `after` (in this run) have made their
+    change (not once they are read back and recorded), not when a whole wave has: sessions
+    are revoked right after the password reset, even while the evidence still waits on
+    slow reads. Evidence counts as made once recorded (a snapshot taken after a change
+    would not be evidence). A step after one that must be retried is
     left for the redelivery, as is anything in a dependency cycle."""
     pending = [s for s in steps if s not in done]
     deps = {s: [a for a in get_step(s).after if a in pending and a != s] for s in pending}
@@ -419,12 +423,19 @@ async def _run_waves(ctx: StepContext, steps: list[str], done: dict[str, StepRes
             break  # a cycle: those steps never start
         order.extend(ready)
     tasks: dict[str, asyncio.Task[ServiceError | bool | None]] = {}
+    loop = asyncio.get_running_loop()
+    ctx.applied = {name: loop.create_future() for name in order}
 
     async def one(name: str) -> ServiceError | bool | None:
-        for dep in deps[name]:
-            if await tasks[dep] is not None:
-                return True  # blocked: the dependency must be retried first
-        return await _execute(ctx, name, attempt)
+        outcome: ServiceError | bool | None = True
+        try:
+            for dep in deps[name]:
+                if await ctx.applied[dep]:
+                    return True  # blocked: the dependency must be retried first
+            outcome = await _execute(ctx, name, attempt)
+            return outcome
+        finally:
+            ctx.mark_applied(name, blocked=outcome is not None)
 
     # Steps stop when the run stops: a failure that escapes one step (storage down) or the
     # delivery's cancellation (lease lost, host shutdown) cancels and awaits the others
@@ -452,6 +463,8 @@ async def _execute(ctx: StepContext, name: str, attempt: int) -> ServiceError | 
     """Run one step; journal its result. Returns the error when it should be retried."""
     step = get_step(name)
     started = now()
+    if ctx.writer is not None:
+        ctx.writer.step_started()
     retry: ServiceError | None = None
     try:
         unmet = [r for r in step.requires_success if ctx.succeeded(r) is False]
@@ -518,7 +531,13 @@ async def _plan_and_apply(ctx: StepContext, step: Step) -> StepResult:
         return StepResult(step=step.name, status=StepStatus.PLANNED,
                           summary="; ".join(plan.actions),
                           data={**plan.data, "wouldDo": plan.actions})
-    return await verified(ctx, step, await step.apply(ctx, plan))
+    result = await step.apply(ctx, plan)
+    # The change is made: the steps after this one need not wait for its read-back and
+    # record (revoking sessions right after the new password is set). The result is in
+    # ctx.results already, for a later step's `requires_success`.
+    ctx.results[step.name] = result
+    ctx.mark_applied(step.name)
+    return await verified(ctx, step, result)
 
 
 async def _save_retry(services: Services, run: RunRecord, exc: Exception, dequeue_count: int,

@@ -9,6 +9,7 @@ here: callers pass summaries and change records, never passwords or tokens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -571,28 +572,56 @@ class Journal:
 
 
 class StepWriter:
-    """Records the steps of one delivery of a run, several at a time: the steps that finish
-    within `linger` seconds of each other share one transaction (their rows and events), so
-    a run of a dozen steps costs a few Table operations, not two dozen. Each `record` still
-    returns only once its row is stored: a step counts as done only when it is recorded."""
+    """Records the steps of one delivery of a run, several at a time, so a run of a dozen
+    steps costs a few Table operations, not two dozen. Each `record` still returns only
+    once its row is stored: a step counts as done only when it is recorded.
+
+    When the runner tells it which steps have started (`step_started`), a finished step's
+    record waits until every started step has handed its record over, or `linger` seconds
+    at most: steps running side by side share one transaction, and a step that others wait
+    for (they start only after it) is written at once. Told nothing, records that arrive
+    within `linger` seconds of each other share one."""
 
     def __init__(self, journal: Journal, run_id: str, linger: float = 0.02) -> None:
         self.journal = journal
         self.run_id = run_id
         self.linger = linger
+        self.started = 0
+        """Steps of this delivery started so far (told by the runner)."""
+        self._handed = 0
         self._pending: list[tuple[StepResult, int, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._arrived: asyncio.Event | None = None
+
+    def step_started(self) -> None:
+        self.started += 1
 
     async def record(self, result: StepResult, attempt: int) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((result, attempt, fut))
+        self._handed += 1
+        if self._arrived is not None:
+            self._arrived.set()
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._flush())
         await asyncio.shield(fut)
 
+    async def _gathered(self) -> None:
+        """Wait for the records of the other running steps (at most `linger` seconds)."""
+        if not self.started:
+            await asyncio.sleep(self.linger)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.linger
+        self._arrived = self._arrived or asyncio.Event()
+        while self._handed < self.started and (left := deadline - loop.time()) > 0:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), left)
+
     async def _flush(self) -> None:
         while self._pending:
-            await asyncio.sleep(self.linger)
+            await self._gathered()
             batch, self._pending = self._pending, []
             try:
                 await self.journal.write_batch(self.run_id,

@@ -250,40 +250,6 @@ class Pacer:
                 self._last_end = time.monotonic()
 
 
-class LanePriority:
-    """Within one instance, containment goes before clean-up.
-
-    Each queue trigger has its own concurrency, so the clean-up lane could take the
-    instance's CPU and connections while accounts still wait to be contained: a clean-up
-    delivery waits (at most `max_wait` seconds, so it is never starved) until no
-    containment has run in this instance for `quiet` seconds."""
-
-    def __init__(self, max_wait: float = 30.0, quiet: float = 0.2) -> None:
-        self.max_wait = max_wait
-        self.quiet = quiet
-        self.active = 0
-        self._last_end = float("-inf")
-        self.waited = 0.0
-        """Seconds clean-up deliveries spent waiting, all together (for the benchmark)."""
-
-    @contextlib.asynccontextmanager
-    async def containing(self) -> AsyncIterator[None]:
-        self.active += 1
-        try:
-            yield
-        finally:
-            self.active -= 1
-            self._last_end = time.monotonic()
-
-    async def cleanup_turn(self) -> None:
-        start = time.monotonic()
-        while time.monotonic() - start < self.max_wait:
-            if self.active == 0 and time.monotonic() - self._last_end >= self.quiet:
-                break
-            await asyncio.sleep(self.quiet / 2)
-        self.waited += time.monotonic() - start
-
-
 LANE_CONCURRENCY = 48
 """Deliveries one instance runs at once per queue function: host.json's queues batchSize +
 newBatchThreshold (a test checks they agree)."""

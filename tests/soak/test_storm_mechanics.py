@@ -169,3 +169,44 @@ async def test_revoke_follows_the_password_without_waiting_for_evidence(
     finally:
         runtime.use_services(None)
         await services.close()
+
+
+async def test_revoke_follows_the_password_without_waiting_for_its_read_back(
+        settings: Any, emulator: Any, monkeypatch: Any) -> None:
+    """Sessions are revoked once the new password is set, not once the reset is read back
+    and recorded: a slow read-back does not hold containment up."""
+    from functions import runtime
+    from shared.models import RemediationRequest
+    from shared.playbook.runner import run_request
+    from shared.playbook.steps.account import ResetPassword
+    from tests.playbook.conftest import build_services
+
+    read_back = ResetPassword.verify
+    read_back_started: list[float] = []
+
+    async def slow_read_back(self: Any, ctx: Any, result: Any) -> Any:
+        read_back_started.append(time.monotonic())
+        await asyncio.sleep(1.5)
+        return await read_back(self, ctx, result)
+
+    monkeypatch.setattr(ResetPassword, "verify", slow_read_back)
+    services = build_services(settings)
+    runtime.use_services(services)
+    try:
+        request = RemediationRequest.model_validate({"user": MEGAN, "requestId": "dag-2",
+                                                     "riskLevel": "high"})
+        outcome = await run_request(services, request)
+        assert outcome.run.state in ("finished", "failed")
+        log = emulator.requests()
+        revoke = next(e["t"] for e in log if e["path"].endswith("/revokeSignInSessions"))
+        reset = next(e["t"] for e in log if e["method"] == "PATCH"
+                     and e["path"].endswith(f"/users/{MEGAN}"))
+        assert read_back_started and reset < revoke < read_back_started[0] + 1.0, \
+            "revoke waited for the password's read-back"
+        # The read-back still happened and is recorded with the step.
+        reset_result = outcome.results["reset_password"]
+        assert reset_result.status.value == "done"
+        assert reset_result.data["verification"]["verified"] is True
+    finally:
+        runtime.use_services(None)
+        await services.close()

@@ -1,12 +1,13 @@
-"""Within one instance, a clean-up delivery waits while containments run, and never longer
-than its bound."""
+"""Within one instance, a clean-up delivery waits while containments run or wait, and never
+longer than its bound; containments run a few at a time, a tenant with fewer running first."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
-from shared.tenant.pacing import LanePriority
+from shared.tenant.lanes import LanePriority
 
 
 async def test_clean_up_waits_for_the_containments_of_this_instance():
@@ -41,3 +42,84 @@ async def test_no_containment_no_wait():
     start = time.monotonic()
     await lanes.cleanup_turn()
     assert time.monotonic() - start < 0.5
+
+
+async def test_no_more_containments_run_at_once_than_there_are_slots():
+    lanes = LanePriority(slots=3)
+    running = peak = 0
+
+    async def contain() -> None:
+        nonlocal running, peak
+        async with lanes.containing("a"):
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.02)
+            running -= 1
+
+    await asyncio.gather(*(contain() for _ in range(10)))
+    assert peak == 3
+    assert lanes.active == 0 and lanes.waiting == 0 and lanes.running == {}
+    assert lanes.queued_peak == 7
+
+
+async def test_a_tenant_with_fewer_running_takes_the_next_free_slot():
+    """Tenant B arrives during tenant A's storm: B waits for one slot, not for A's queue."""
+    lanes = LanePriority(slots=2)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def contain(tenant: str, name: str) -> None:
+        async with lanes.containing(tenant):
+            order.append(name)
+            await release.wait()
+
+    storm = [asyncio.create_task(contain("a", f"a{i}")) for i in range(6)]
+    await asyncio.sleep(0.01)  # a0, a1 run; a2..a5 wait
+    newcomer = asyncio.create_task(contain("b", "b0"))
+    await asyncio.sleep(0.01)
+    assert order == ["a0", "a1"] and lanes.waiting == 5
+    release.set()
+    await asyncio.gather(*storm, newcomer)
+    assert order[2] == "b0", order
+    assert order[3:] == ["a2", "a3", "a4", "a5"]
+
+
+async def test_a_containment_cancelled_while_it_waits_gives_no_slot_away():
+    lanes = LanePriority(slots=1)
+    hold = asyncio.Event()
+
+    async def contain(tenant: str) -> None:
+        async with lanes.containing(tenant):
+            await hold.wait()
+
+    first = asyncio.create_task(contain("a"))
+    await asyncio.sleep(0.01)
+    waiting = asyncio.create_task(contain("b"))
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    assert lanes.waiting == 0 and lanes.running == {"a": 1}
+    hold.set()
+    await first
+    assert lanes.active == 0 and lanes.running == {}
+    async with lanes.containing("c"):  # the slot is free again
+        assert lanes.running == {"c": 1}
+
+
+async def test_clean_up_waits_while_containments_wait_for_a_slot():
+    lanes = LanePriority(max_wait=5.0, quiet=0.05, slots=1)
+    order: list[str] = []
+
+    async def contain(i: int) -> None:
+        async with lanes.containing("a"):
+            await asyncio.sleep(0.1)
+            order.append(f"contain-{i}")
+
+    async def clean_up() -> None:
+        await asyncio.sleep(0.01)
+        await lanes.cleanup_turn()
+        order.append("clean-up")
+
+    await asyncio.gather(contain(1), contain(2), contain(3), clean_up())
+    assert order == ["contain-1", "contain-2", "contain-3", "clean-up"]

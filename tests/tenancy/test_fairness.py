@@ -372,6 +372,8 @@ async def test_identity_protection_budgets_are_per_tenant(storm_hub, storm_world
         row = await svc.journal.get_item(partitions.RATE_BUDGETS, "identity-protection")
         assert row is not None, svc.settings.tenant_id
     assert b_svc.settings.journal_table != hub.default.settings.journal_table
+    # one instance, one CPU: the containment slots are the process's, not the tenant's
+    assert b_svc.lanes is hub.default.lanes
     idp = [e for e in storm_world.requests() if e.get("cls") == "identity_protection"]
     assert {e["tenant"] for e in idp} == {TENANT_A, TENANT_B}
     assert not [e for e in idp if e.get("throttled")]

@@ -65,9 +65,10 @@ async def test_a_message_naming_tenant_b_acts_in_b_only(hub, two_tenants):
     assert await hub.default.journal.get_run("mt-b-1") is None
     # nothing tenant-scoped is shared between the two Services
     for part in ("credential", "graph", "exchange", "journal", "confirm", "identity_budget",
-                 "exchange_limit", "lanes"):
+                 "exchange_limit"):
         assert getattr(b_svc, part) is not getattr(hub.default, part), part
     assert b_svc.storage is hub.default.storage  # the account and queues are shared
+    assert b_svc.lanes is hub.default.lanes  # so is the instance's CPU: its containment slots
 
 
 async def test_a_domain_names_the_tenant_too(hub, two_tenants):
