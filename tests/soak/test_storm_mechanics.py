@@ -146,8 +146,8 @@ async def test_bulk_read_halves_the_list_on_400(graph: Any, emulator: Any) -> No
     assert [e["status"] for e in reads] == [400, 200, 200]
 
 
-async def test_revoke_follows_the_password_without_waiting_for_evidence(
-        settings: Any, emulator: Any) -> None:
+async def _run_megan(settings: Any, request_id: str) -> Any:
+    """One run of the default playbook for Megan through the runner, as the worker runs it."""
     from functions import runtime
     from shared.models import RemediationRequest
     from shared.playbook.runner import run_request
@@ -156,30 +156,36 @@ async def test_revoke_follows_the_password_without_waiting_for_evidence(
     services = build_services(settings)
     runtime.use_services(services)
     try:
-        emulator.add_fault(method="GET", path_regex=r"/riskDetections$", status=200,
-                           body={"value": []}, delay_ms=1500, count=1)
-        request = RemediationRequest.model_validate({"user": MEGAN, "requestId": "dag-1",
+        request = RemediationRequest.model_validate({"user": MEGAN, "requestId": request_id,
                                                      "riskLevel": "high"})
         outcome = await run_request(services, request)
         assert outcome.run.state in ("finished", "failed")
-        log = emulator.requests()
-        revoke = next(e["t"] for e in log if e["path"].endswith("/revokeSignInSessions"))
-        slow = next(e["t"] for e in log if e["path"].endswith("/riskDetections"))
-        assert revoke < slow + 1.0, "revoke waited for the slow evidence read"
+        return outcome
     finally:
         runtime.use_services(None)
         await services.close()
+
+
+def _first(log: list[dict[str, Any]], method: str, suffix: str) -> float:
+    return next(e["t"] for e in log if e["method"] == method and e["path"].endswith(suffix))
+
+
+async def test_revoke_follows_the_password_without_waiting_for_evidence(
+        settings: Any, emulator: Any) -> None:
+    emulator.add_fault(method="GET", path_regex=r"/riskDetections$", status=200,
+                       body={"value": []}, delay_ms=1500, count=1)
+    await _run_megan(settings, "dag-1")
+    log = emulator.requests()
+    revoke = _first(log, "POST", "/revokeSignInSessions")
+    slow = _first(log, "GET", "/riskDetections")
+    assert revoke < slow + 1.0, "revoke waited for the slow evidence read"
 
 
 async def test_revoke_follows_the_password_without_waiting_for_its_read_back(
         settings: Any, emulator: Any, monkeypatch: Any) -> None:
     """Sessions are revoked once the new password is set, not once the reset is read back
     and recorded: a slow read-back does not hold containment up."""
-    from functions import runtime
-    from shared.models import RemediationRequest
-    from shared.playbook.runner import run_request
     from shared.playbook.steps.account import ResetPassword
-    from tests.playbook.conftest import build_services
 
     read_back = ResetPassword.verify
     read_back_started: list[float] = []
@@ -190,23 +196,13 @@ async def test_revoke_follows_the_password_without_waiting_for_its_read_back(
         return await read_back(self, ctx, result)
 
     monkeypatch.setattr(ResetPassword, "verify", slow_read_back)
-    services = build_services(settings)
-    runtime.use_services(services)
-    try:
-        request = RemediationRequest.model_validate({"user": MEGAN, "requestId": "dag-2",
-                                                     "riskLevel": "high"})
-        outcome = await run_request(services, request)
-        assert outcome.run.state in ("finished", "failed")
-        log = emulator.requests()
-        revoke = next(e["t"] for e in log if e["path"].endswith("/revokeSignInSessions"))
-        reset = next(e["t"] for e in log if e["method"] == "PATCH"
-                     and e["path"].endswith(f"/users/{MEGAN}"))
-        assert read_back_started and reset < revoke < read_back_started[0] + 1.0, \
-            "revoke waited for the password's read-back"
-        # The read-back still happened and is recorded with the step.
-        reset_result = outcome.results["reset_password"]
-        assert reset_result.status.value == "done"
-        assert reset_result.data["verification"]["verified"] is True
-    finally:
-        runtime.use_services(None)
-        await services.close()
+    outcome = await _run_megan(settings, "dag-2")
+    log = emulator.requests()
+    revoke = _first(log, "POST", "/revokeSignInSessions")
+    reset = _first(log, "PATCH", f"/users/{MEGAN}")
+    assert read_back_started and reset < revoke < read_back_started[0] + 1.0, \
+        "revoke waited for the password's read-back"
+    # The read-back still happened and is recorded with the step.
+    reset_result = outcome.results["reset_password"]
+    assert reset_result.status.value == "done"
+    assert reset_result.data["verification"]["verified"] is True
