@@ -177,6 +177,9 @@ class StepResult(BaseModel):
     started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+    events: list[tuple[str, str, dict[str, Any]]] = Field(default_factory=list, exclude=True)
+    """Audit events (kind, message, data) written with the step's record, in its
+    transaction (a notification's deliveries); not part of the outcome itself."""
 
 
 RunState = Literal[

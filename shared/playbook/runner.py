@@ -178,25 +178,30 @@ async def _run_request(services: Services, request: RemediationRequest, run_id: 
         # moved duplicate of a run that exists already starts nothing and is not counted.
         started = (started[0], f"{started[1]} (moved to the overflow lane: its tenant "
                    "held its share of the instance)", {**started[2], "moved": True})
+    # One delivery at a time acts on a run: the run's lease row, owned by this delivery.
+    # A new run is taken in the transaction that creates it.
+    lease = run_lease(services, run_id)
     # A first delivery from the remediation queue is almost always a new run: create it
-    # straight away (one write) and read it only if it exists; otherwise read first.
+    # straight away (one write) and read it only if it exists; otherwise read the record
+    # and its steps first (one query).
     created = False
     run: RunRecord | None = None
+    known: dict[str, StepResult] | None = None
     if lane != "cleanup" and dequeue_count <= 1:
-        created = await journal.create_run(fresh, started)
+        created = await journal.create_run(fresh, started, lease=lease)
     if not created:
-        run = await journal.get_run(run_id)
+        run, known = await journal.run_and_steps(run_id)
         if run and run.state in TERMINAL_RUN_STATES:
-            return RunOutcome(run, await journal.step_results(run_id), already_done=True)
+            return RunOutcome(run, known, already_done=True)
         if run is None:
-            created = await journal.create_run(fresh, started)
+            created = await journal.create_run(fresh, started, lease=lease)
     if created or run is None:
         run = fresh if created else (await journal.get_run(run_id) or fresh)
-    # One delivery at a time acts on a run: the run's lease row, owned by this delivery.
-    lease = run_lease(services, run_id)
+    if created:
+        known = {}
     try:
         try:
-            busy = await lease.try_acquire()
+            busy = 0.0 if lease.etag is not None else await lease.try_acquire()
         except Exception as exc:  # storage refused: as any other failure of this delivery
             await _give_up_if_last(services, run, exc, dequeue_count, max_dequeue_count)
             raise
@@ -205,7 +210,7 @@ async def _run_request(services: Services, request: RemediationRequest, run_id: 
         try:
             outcome = await lease.run_while_held(_claimed_run(
                 services, request, run, playbook, steps, dry, dequeue_count,
-                max_dequeue_count, lane, created))
+                max_dequeue_count, lane, known, lease))
         except LeaseLost as exc:
             # This delivery stalled past its lease, or could not renew it (storage down):
             # it stops. Another holder may carry on, or nobody: the request goes back on
@@ -282,7 +287,11 @@ async def _defer(services: Services, run: RunRecord, request: RemediationRequest
 async def _claimed_run(services: Services, request: RemediationRequest, run: RunRecord,
                        playbook: str, steps: list[str], dry: bool, dequeue_count: int,
                        max_dequeue_count: int, lane: Lane = "all",
-                       created: bool = False) -> RunOutcome:
+                       known: dict[str, StepResult] | None = None,
+                       lease: Lease | None = None) -> RunOutcome:
+    """The run, under its lease. `known`: its steps as read with the record (none for a
+    run this delivery created). The last save of the delivery gives `lease` back in the
+    same transaction."""
     journal = services.journal
     run_id = run.run_id
     run.attempts += 1
@@ -293,18 +302,19 @@ async def _claimed_run(services: Services, request: RemediationRequest, run: Run
                f"{services.settings.tenant_id} (its features: "
                f"{', '.join(sorted(services.enabled_steps or ()))}); nothing was done")
         await journal.event(run_id, "refused", why, {"notEnabled": not_enabled})
-        return await _finish(services, run, "refused", why, {})
+        return await _finish(services, run, "refused", why, {}, lease)
 
     try:
         user = await directory.resolve_user(services.graph, request.user)
     except NotFound:
         return await _finish(services, run, "failed", "unknown user: no user with that "
-                             "object id, UPN or mail in this tenant", {})
+                             "object id, UPN or mail in this tenant", {}, lease)
     except ServiceError as exc:
         if exc.retryable:
             await _save_retry(services, run, exc, dequeue_count, max_dequeue_count)
             raise RetryableRunError(str(exc)) from exc
-        return await _finish(services, run, "failed", f"could not read the user: {exc}", {})
+        return await _finish(services, run, "failed", f"could not read the user: {exc}", {},
+                             lease)
     run.user_id, run.upn = user.id, user.upn
 
     try:
@@ -317,11 +327,11 @@ async def _claimed_run(services: Services, request: RemediationRequest, run: Run
         refusal = f"exclusions could not be verified ({exc}): not touched"
     if refusal:
         await journal.event(run_id, "refused", refusal)
-        return await _finish(services, run, "refused", refusal, {})
+        return await _finish(services, run, "refused", refusal, {}, lease)
 
     # A run this delivery created has no steps yet; the run record itself is saved with
     # the next change of state (hand-off, finish, retry), which also indexes the user.
-    prior = {} if created else await journal.step_results(run_id)
+    prior = known if known is not None else await journal.step_results(run_id)
     done = {n: r for n, r in prior.items() if r.status in FINISHED_STEP_STATES
             or (dry and r.status == StepStatus.PLANNED)}
     ctx = StepContext(services=services, run=run, request=request, user=user, dry_run=dry,
@@ -359,9 +369,9 @@ async def _claimed_run(services: Services, request: RemediationRequest, run: Run
         await _save_retry(services, run, retry_errors[0], dequeue_count, max_dequeue_count)
         raise RetryableRunError("; ".join(str(e) for e in retry_errors))
     if later:
-        return await _hand_off(services, run, ctx, request, later)
+        return await _hand_off(services, run, ctx, later, lease)
     if waiting:
-        return await _wait_for_approval(services, run, ctx, steps, waiting)
+        return await _wait_for_approval(services, run, ctx, steps, waiting, lease)
     failed = [n for n, r in ctx.results.items() if r.status == StepStatus.FAILED]
     state = "failed" if failed else "finished"
     reason = f"failed steps: {', '.join(failed)}" if failed else ""
@@ -369,7 +379,7 @@ async def _claimed_run(services: Services, request: RemediationRequest, run: Run
         state = "failed"
         reason = "; ".join(filter(None, [reason, "approval expired (escalated): not done: "
                                           + ", ".join(gate.skipped)]))
-    return await _finish(services, run, state, reason, ctx.results)
+    return await _finish(services, run, state, reason, ctx.results, lease)
 
 
 def _cleanup_steps(steps: list[str], done: dict[str, StepResult]) -> list[str]:
@@ -382,18 +392,21 @@ def _cleanup_steps(steps: list[str], done: dict[str, StepResult]) -> list[str]:
     return [s for s in pending if not get_step(s).containment]
 
 
-async def _hand_off(services: Services, run: RunRecord, ctx: StepContext,
-                    request: RemediationRequest, later: list[str]) -> RunOutcome:
-    """Containment is done: record it; the caller queues the run's other steps for the
-    clean-up lane once the run lease is given back. The run stays `running`."""
+async def _hand_off(services: Services, run: RunRecord, ctx: StepContext, later: list[str],
+                    lease: Lease | None = None) -> RunOutcome:
+    """Containment is done: record it (giving the run lease back in the same write); the
+    caller queues the run's other steps for the clean-up lane once the lease is gone, so
+    the clean-up delivery does not find the run busy. The run stays `running`."""
     contained = [n for n, r in ctx.results.items() if get_step(n).containment]
     run.reason = f"contained ({', '.join(contained)}); clean-up queued: {', '.join(later)}"
-    await services.journal.save_run(run, events=[("contained", run.reason, {})])
+    await services.journal.save_run(run, events=[("contained", run.reason, {})],
+                                    release=lease)
     return RunOutcome(run, ctx.results, handed_off=True)
 
 
 async def _wait_for_approval(services: Services, run: RunRecord, ctx: StepContext,
-                             steps: list[str], waiting: dict[str, str]) -> RunOutcome:
+                             steps: list[str], waiting: dict[str, str],
+                             lease: Lease | None = None) -> RunOutcome:
     for name in steps:
         if name in waiting:
             result = StepResult(step=name, status=StepStatus.WAITING_APPROVAL,
@@ -402,7 +415,8 @@ async def _wait_for_approval(services: Services, run: RunRecord, ctx: StepContex
             await services.journal.record_step(run.run_id, result, run.attempts)
     run.state = "waiting_approval"
     run.reason = f"waiting for approval: {', '.join(waiting)}"
-    await services.journal.save_run(run, events=[("run-waiting_approval", run.reason, {})])
+    await services.journal.save_run(run, events=[("run-waiting_approval", run.reason, {})],
+                                    release=lease)
     return RunOutcome(run, ctx.results)
 
 
@@ -554,15 +568,19 @@ async def _save_retry(services: Services, run: RunRecord, exc: Exception, dequeu
 
 
 async def _finish(services: Services, run: RunRecord, state: str, reason: str,
-                  results: dict[str, StepResult]) -> RunOutcome:
+                  results: dict[str, StepResult], lease: Lease | None = None) -> RunOutcome:
+    """The run's last save. It gives the run lease back in the same write, unless the
+    failure must still be announced (the delivery then acts after it)."""
     run.state = state
     run.reason = reason
     run.finished_at = now()
-    await services.journal.save_run(run, events=[(f"run-{state}", reason or f"run {state}",
-                                                  {})])
     notified = results.get("notify")
-    if state == "failed" and not run.dry_run and (
-            notified is None or notified.status not in (StepStatus.DONE, StepStatus.PARTIAL)):
+    announce = state == "failed" and not run.dry_run and (
+        notified is None or notified.status not in (StepStatus.DONE, StepStatus.PARTIAL))
+    await services.journal.save_run(run, events=[(f"run-{state}", reason or f"run {state}",
+                                                  {})],
+                                    release=None if announce else lease)
+    if announce:
         # The playbook's notify step did not announce this run: a failure is still told.
         await notify.announce_run(services, run, results)
     return RunOutcome(run, results)

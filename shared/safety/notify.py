@@ -236,8 +236,11 @@ async def _attempt(channel: str, target: str, coro: Awaitable[Delivery]) -> Deli
                         target=target)
 
 
-async def send(services: Services, note: Notification) -> list[Delivery]:
-    """Deliver to every configured channel; journal each outcome; never raise."""
+async def send(services: Services, note: Notification, *,
+               journal: bool = True) -> list[Delivery]:
+    """Deliver to every configured channel; journal each outcome (unless the caller
+    journals them itself, `outcome_event`: the notify step, with its own record); never
+    raise."""
     cfg = services.policy.notify
     jobs: list[Any] = []
     if cfg.soc_mailbox and cfg.sender:
@@ -252,22 +255,27 @@ async def send(services: Services, note: Notification) -> list[Delivery]:
         return []
     deliveries = list(await asyncio.gather(*jobs))
     for d in deliveries:
-        await _record(services, note, d)
+        if not d.ok:
+            log.warning("notification %s via %s failed: %s", note.event, d.channel,
+                        d.detail, extra={"run_id": note.run_id} if note.run_id else {})
+        if journal:
+            await _record(services, note, d)
     return deliveries
 
 
-async def _record(services: Services, note: Notification, d: Delivery) -> None:
+def outcome_event(note: Notification, d: Delivery) -> tuple[str, str, dict[str, Any]]:
+    """The audit event of one delivery: kind, message and data."""
     outcome = "delivered" if d.ok else "FAILED"
-    if not d.ok:
-        log.warning("notification %s via %s failed: %s", note.event, d.channel, d.detail,
-                    extra={"run_id": note.run_id} if note.run_id else {})
-    try:
-        await services.journal.event(
-            note.run_id or NOTIFICATIONS_PARTITION,
-            "notification" if d.ok else "notification-failed",
+    return ("notification" if d.ok else "notification-failed",
             f"{note.event} via {d.channel}: {outcome} ({d.detail})",
             {"channel": d.channel, "event": note.event, "ok": d.ok, "status": d.status,
              "detail": d.detail, "target": d.target})
+
+
+async def _record(services: Services, note: Notification, d: Delivery) -> None:
+    try:
+        await services.journal.event(note.run_id or NOTIFICATIONS_PARTITION,
+                                     *outcome_event(note, d))
     except Exception:  # the journal being down must not turn a courtesy into a failure
         log.exception("could not journal a notification outcome")
 

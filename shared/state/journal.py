@@ -16,7 +16,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -32,6 +32,9 @@ from shared.models import StepResult, StepStatus
 from shared.state import partitions
 from shared.state.clock import now
 from shared.state.storage import Storage
+
+if TYPE_CHECKING:  # the lease builds on the journal
+    from shared.state.lease import Lease
 
 MAX_PROPERTY_CHARS = 30_000
 """Table string properties hold 64 KiB (32K UTF-16 chars); bigger data goes to blobs."""
@@ -182,27 +185,39 @@ class Journal:
         return RunRecord.from_entity(entity)
 
     async def create_run(self, run: RunRecord,
-                         first_event: tuple[str, str, dict[str, Any]] | None = None) -> bool:
+                         first_event: tuple[str, str, dict[str, Any]] | None = None, *,
+                         lease: Lease | None = None) -> bool:
         """Create the run record (with its first event, in one transaction); False when it
-        already exists (a redelivery)."""
+        already exists (a redelivery). With `lease`, the run's lease row is created in the
+        same transaction (`lease.took` says whether it was)."""
         await self.ensure()
         try:
-            await self.write_batch(run.run_id, run=run, create_run=True,
-                                   events=[first_event] if first_event else [])
+            answers = await self.write_batch(
+                run.run_id, run=run, create_run=True,
+                events=[first_event] if first_event else [],
+                also=[lease.create_op()] if lease is not None else None)
         except (ResourceExistsError, TableTransactionError) as exc:
             if isinstance(exc, TableTransactionError) and not _exists(exc):
                 raise
             return False
+        if lease is not None:
+            lease.took(answers)
         await self._index_user(run)
         return True
 
     async def save_run(self, run: RunRecord, *,
-                       events: list[tuple[str, str, dict[str, Any]]] | None = None) -> None:
+                       events: list[tuple[str, str, dict[str, Any]]] | None = None,
+                       release: Lease | None = None) -> None:
         """Save unconditionally (merge): for the holder of the run's lease, with the events
         that say why, in one transaction. Keeps `run.etag` current, so a later
-        `save_run_if` by the same holder does not lose to itself."""
+        `save_run_if` by the same holder does not lose to itself. With `release` (the
+        holder's last save), the lease row is deleted in the same transaction."""
         await self._index_user(run)  # first: the record then lists the keys indexed
-        await self.write_batch(run.run_id, run=run, events=events)
+        op = release.release_op() if release is not None else None
+        answers = await self.write_batch(run.run_id, run=run, events=events,
+                                         also=[op] if op is not None else None)
+        if release is not None:
+            release.gave_back(answers)
 
     async def save_run_if(self, run: RunRecord) -> bool:
         """Save only if the record still has `run.etag` (the version this writer read);
@@ -240,9 +255,11 @@ class Journal:
         written once (the state it carries is a hint, refreshed by `runs_for_user`), so a
         run's later saves cost no index writes. The keys written are recorded on the run
         by its next save."""
+        done = {k.lower() for k in run.indexed}
         for key in sorted({k for k in (run.user_id, run.upn, run.user) if k}):
-            if key in run.indexed:
-                continue
+            if key.lower() in done:
+                continue  # the same partition (keys are case-blind): written already
+            done.add(key.lower())
             await self.table.upsert_entity({
                 "PartitionKey": user_partition(key), "RowKey": run.run_id,
                 "state": run.state, "createdAt": run.created_at, "updatedAt": now(),
@@ -285,6 +302,26 @@ class Journal:
                 break
         return sorted(found, key=lambda r: r.created_at)
 
+    async def run_and_steps(self, run_id: str) -> tuple[RunRecord | None,
+                                                        dict[str, StepResult]]:
+        """The run record and its step outcomes in one query (the rows `run` and `step-*`
+        sort next to each other): what a redelivery or the clean-up lane reads first."""
+        await self.ensure()
+        rows = self.table.query_entities(
+            "PartitionKey eq @pk and RowKey ge 'run' and RowKey lt 'step.'",
+            parameters={"pk": run_id},
+        )
+        run: RunRecord | None = None
+        out: dict[str, StepResult] = {}
+        async for e in rows:
+            key = str(e.get("RowKey"))
+            if key == "run":
+                run = RunRecord.from_entity(e)
+            elif key.startswith("step-"):
+                result = self._step_result(e)
+                out[result.step] = result
+        return run, out
+
     # steps ------------------------------------------------------------------------------
     async def step_results(self, run_id: str) -> dict[str, StepResult]:
         await self.ensure()
@@ -294,14 +331,18 @@ class Journal:
         )
         out: dict[str, StepResult] = {}
         async for e in rows:
-            result = StepResult(
-                step=e["step"], status=StepStatus(e["status"]), summary=e.get("summary", ""),
-                changes=_load(e.get("changes"), []), error_code=e.get("errorCode") or None,
-                request_id=e.get("requestId") or None, started_at=e.get("startedAt") or now(),
-                finished_at=e.get("finishedAt"), data=_load(e.get("data"), {}),
-            )
+            result = self._step_result(e)
             out[result.step] = result
         return out
+
+    @staticmethod
+    def _step_result(e: dict[str, Any]) -> StepResult:
+        return StepResult(
+            step=e["step"], status=StepStatus(e["status"]), summary=e.get("summary", ""),
+            changes=_load(e.get("changes"), []), error_code=e.get("errorCode") or None,
+            request_id=e.get("requestId") or None, started_at=e.get("startedAt") or now(),
+            finished_at=e.get("finishedAt"), data=_load(e.get("data"), {}),
+        )
 
     async def record_step(self, run_id: str, result: StepResult, attempt: int) -> None:
         """The step's row and its event, in one transaction."""
@@ -324,12 +365,18 @@ class Journal:
     async def write_batch(self, run_id: str, *, run: RunRecord | None = None,
                           create_run: bool = False,
                           steps: list[tuple[StepResult, int]] | None = None,
-                          events: list[tuple[str, str, dict[str, Any]]] | None = None) -> None:
+                          events: list[tuple[str, str, dict[str, Any]]] | None = None,
+                          also: list[tuple[Any, ...]] | None = None) -> list[Any] | None:
         """Write a run's rows together: the run record (created, or merged), step rows and
         their events, and further events, in as few entity-group transactions as the
         service allows (all in the run's partition; one round trip instead of one per
         row). Events are only ever created: a colliding event key fails the transaction,
-        which is retried with fresh keys (bounded)."""
+        which is retried with fresh keys (bounded).
+
+        `also` are conditional operations on other rows of the partition that may ride
+        along (the run lease's creation or release, shared.state.lease): when the service
+        refuses one of them, the rest is written without them. Returns their answers (with
+        the ETags), or None when they were left out."""
         await self.ensure()
         rows: list[tuple[Any, ...]] = []
         if run is not None:
@@ -337,14 +384,20 @@ class Journal:
                 run.updated_at = now()
             rows.append(("create", run.to_entity()) if create_run
                         else ("upsert", run.to_entity(), {"mode": UpdateMode.MERGE}))
+        extra = list(also or [])
+        first_extra = len(rows)
+        rows.extend(extra)
         notes: list[tuple[str, str, dict[str, Any]]] = []
         for result, attempt in steps or []:
             rows.append(("upsert", self._step_entity(run_id, result, attempt),
                          {"mode": UpdateMode.MERGE}))
             notes.append(("step", f"{result.step}: {result.status.value}",
                           {"summary": result.summary[:1000], "errorCode": result.error_code}))
+            notes.extend(result.events)
         notes.extend(events or [])
-        for attempt in range(1, self.EVENT_KEY_ATTEMPTS + 1):
+        attempt = 0
+        while attempt < self.EVENT_KEY_ATTEMPTS:
+            attempt += 1
             ops = [*rows, *(("create", self._event_entity(run_id, *n)) for n in notes)]
             try:
                 answers: list[Any] = []
@@ -352,15 +405,27 @@ class Journal:
                     answers.extend(await self.table.submit_transaction(
                         ops[start:start + self.BATCH_OPS]))
             except TableTransactionError as exc:
+                failed = exc.index if isinstance(exc.index, int) else -1
+                # The rows of the run only create (409) or upsert: a 404 or 412 can only be
+                # the conditional `also` row's, even where the service names no index.
+                if extra and (first_extra <= failed < first_extra + len(extra)
+                              or exc.status_code in (404, 412)):
+                    # The lease row changed or exists: write the rest without it (the
+                    # caller then takes or gives back the lease on its own).
+                    del rows[first_extra:first_extra + len(extra)]
+                    extra = []
+                    attempt -= 1
+                    continue
                 # Only a colliding (random) event key is worth new keys; a run record that
                 # exists already (create) is the caller's answer, and the rest is storage's.
-                if (_exists(exc) and exc.index >= len(rows)
+                if (_exists(exc) and failed >= len(rows)
                         and attempt < self.EVENT_KEY_ATTEMPTS):
                     continue
                 raise
             if run is not None and answers:
                 run.etag = (answers[0] or {}).get("etag") or run.etag
-            return
+            return answers[first_extra:first_extra + len(extra)] if extra else None
+        return None  # not reached: the last attempt returns or raises
 
     # events (append-only) ------------------------------------------------------------------
     EVENT_KEY_ATTEMPTS = 5

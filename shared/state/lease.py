@@ -12,6 +12,8 @@ from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from azure.core import MatchConditions
+
 from shared.errors import ResponderError
 from shared.state.clock import now
 from shared.state.journal import Journal
@@ -38,6 +40,11 @@ class Lease:
         self.etag: str | None = None
         self.held_until: datetime | None = None
         """When this owner's last successful write lets the lease run out."""
+        self.closing = False
+        """The holder is saving its last word (with the release in the same transaction,
+        `release_op`): no renewal may change the ETag that release names."""
+        self.released = False
+        self._offered: dict[str, Any] | None = None
 
     def _values(self) -> dict[str, Any]:
         taken = now()
@@ -47,6 +54,39 @@ class Lease:
     def _held(self, values: dict[str, Any], etag: str) -> None:
         self.etag = etag
         self.held_until = values["expiresAt"]
+
+    def create_op(self) -> tuple[Any, ...]:
+        """The lease row's creation, to ride in the transaction that creates what it
+        guards (Journal.write_batch `also`): a new run is taken in the write that makes it.
+        `took` then learns the ETag; if the service refused it, `try_acquire` as usual."""
+        self._offered = self._values()
+        return ("create", {**self._offered, "PartitionKey": self.partition,
+                           "RowKey": self.row})
+
+    def took(self, answers: list[Any] | None) -> bool:
+        """Whether the transaction carrying `create_op` made this owner the holder."""
+        etag = (answers[0] or {}).get("etag") if answers else None
+        if not etag or self._offered is None:
+            return False
+        self._held(self._offered, etag)
+        return True
+
+    def release_op(self) -> tuple[Any, ...] | None:
+        """The lease row's conditional delete, to ride in the holder's final save (one
+        operation fewer than saving and then releasing). Renewals stop from here on
+        (`closing`), so the ETag stays the one named; `gave_back` records the outcome."""
+        if self.etag is None or self.released:
+            return None
+        self.closing = True
+        return ("delete", {"PartitionKey": self.partition, "RowKey": self.row},
+                {"etag": self.etag, "match_condition": MatchConditions.IfNotModified})
+
+    def gave_back(self, answers: list[Any] | None) -> None:
+        """The final save's outcome for `release_op`: with answers the row is gone, and
+        `release` has nothing left to do; without, `release` deletes it as usual."""
+        if answers:
+            self.released = True
+            self.etag = None
 
     async def try_acquire(self) -> float:
         """0 when this owner now holds the lease (free, expired, already its own, or taken
@@ -108,9 +148,13 @@ class Lease:
         async def keep() -> None:
             while True:
                 await asyncio.sleep(max(self.seconds / 3, 0.05))
+                if self.closing or self.released:
+                    return  # the holder's last save gives the lease back
                 try:
                     if await self.renew():
                         continue
+                    if self.closing or self.released:
+                        return  # the final save removed the row meanwhile
                     lost.append("another owner took the lease over")
                 except Exception as exc:  # storage hiccup: fine while the lease still runs
                     left = ((self.held_until - now()).total_seconds()
@@ -139,7 +183,10 @@ class Lease:
     async def release(self) -> None:
         """Give the lease back if this owner still holds it: one conditional delete on the
         ETag of this owner's last write; only when that fails (a renewal whose answer was
-        lost changed the ETag) is the row read to see whose it is."""
+        lost changed the ETag) is the row read to see whose it is. Nothing, once a final
+        save gave it back (`release_op`)."""
+        if self.released:
+            return
         if self.etag is not None and await self.journal.delete_row_if(
                 self.partition, self.row, self.etag):
             return

@@ -10,8 +10,13 @@ from azure.core.exceptions import ResourceNotFoundError
 
 import function_app
 from devtools.localhost import LocalHost
+from functions import runtime
+from shared.policy import parse_policy
+from shared.services import Services
 from shared.state.storage import poison_queue_name
-from tests.playbook.conftest import MEGAN, writes
+from shared.tenant.credentials import StaticTokenCredential
+from tests.conftest import TOKEN
+from tests.playbook.conftest import DEMO_POLICY, MEGAN, writes
 
 CONTAINMENT_WRITES = ("/revokeSignInSessions",)
 
@@ -188,3 +193,34 @@ async def test_the_local_host_takes_a_batch_in_one_get_messages_call(settings):
         assert len(calls) == 1 and "numofmessages=16" in calls[0], calls
     finally:
         await svc.close()
+
+
+async def test_the_run_lease_rides_in_the_runs_own_writes(settings, emulator):
+    """Across both lanes the run's lease is never written on its own: the contain lane
+    takes it in the run's creating transaction and gives it back with the hand-off, the
+    clean-up lane gives its own back with the final save. The run's first read is one query
+    (record and steps)."""
+    calls: list[str] = []
+    services = Services.create(
+        settings, credential=StaticTokenCredential(TOKEN), policy=parse_policy(DEMO_POLICY),
+        confirm_window=0.05,
+        storage_hooks={"table": lambda r: calls.append(
+            r.http_request.method + " " + r.http_request.url)})
+    runtime.use_services(services)
+    try:
+        await services.storage.ensure_queue(services.settings.cleanup_queue)
+        await services.storage.enqueue(services.settings.remediation_queue,
+                                       json.dumps({"user": MEGAN, "requestId": "lane-lease"}))
+        await _host(services).run_until_idle(60)
+        mine = [c for c in calls if "lane-lease" in c]
+        run = await services.journal.get_run("lane-lease")
+        assert run is not None and run.state == "finished", run and run.reason
+        assert await services.journal.read_row("lane-lease", "lease") is None
+        assert not [c for c in mine if "RowKey='lease'" in c], mine
+        reads = [c for c in mine if c.startswith("GET")]
+        assert len(reads) == 1, reads  # the clean-up lane's one query
+        kinds = [e["kind"] for e in await services.journal.events("lane-lease")]
+        assert kinds.count("contained") == 1 and kinds[-1] == "run-finished"
+    finally:
+        runtime.use_services(None)
+        await services.close()

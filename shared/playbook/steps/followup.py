@@ -297,9 +297,12 @@ class Notify(Step):
         # partial, never as a failed step (a notification must not fail the run).
         from shared.safety import notify
 
-        deliveries = await notify.send(ctx.services, notify.run_note(ctx.run, ctx.results))
+        # Each delivery's audit event is written with this step's record (one transaction).
+        note = notify.run_note(ctx.run, ctx.results)
+        deliveries = await notify.send(ctx.services, note, journal=False)
         ok = all(d.ok for d in deliveries)
         return StepResult(step=self.name, status=StepStatus.DONE if ok else StepStatus.PARTIAL,
                           summary=notify.summary(deliveries),
                           data={"deliveries": [{"channel": d.channel, "ok": d.ok,
-                                                "detail": d.detail} for d in deliveries]})
+                                                "detail": d.detail} for d in deliveries]},
+                          events=[notify.outcome_event(note, d) for d in deliveries])
