@@ -16,7 +16,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -32,9 +32,6 @@ from shared.models import StepResult, StepStatus
 from shared.state import partitions
 from shared.state.clock import now
 from shared.state.storage import Storage
-
-if TYPE_CHECKING:  # the lease builds on the journal
-    from shared.state.lease import Lease
 
 MAX_PROPERTY_CHARS = 30_000
 """Table string properties hold 64 KiB (32K UTF-16 chars); bigger data goes to blobs."""
@@ -78,6 +75,16 @@ def _load(text: Any, default: Any) -> Any:
         return json.loads(text)
     except ValueError:
         return default
+
+
+class RidingLease(Protocol):
+    """A lease whose row can ride in a run's transactions (shared.state.lease.Lease, which
+    builds on this module)."""
+
+    def create_op(self) -> tuple[Any, ...]: ...
+    def took(self, answers: list[Any] | None) -> bool: ...
+    def release_op(self) -> tuple[Any, ...] | None: ...
+    def gave_back(self, answers: list[Any] | None) -> None: ...
 
 
 @dataclass
@@ -186,7 +193,7 @@ class Journal:
 
     async def create_run(self, run: RunRecord,
                          first_event: tuple[str, str, dict[str, Any]] | None = None, *,
-                         lease: Lease | None = None) -> bool:
+                         lease: RidingLease | None = None) -> bool:
         """Create the run record (with its first event, in one transaction); False when it
         already exists (a redelivery). With `lease`, the run's lease row is created in the
         same transaction (`lease.took` says whether it was)."""
@@ -207,7 +214,7 @@ class Journal:
 
     async def save_run(self, run: RunRecord, *,
                        events: list[tuple[str, str, dict[str, Any]]] | None = None,
-                       release: Lease | None = None) -> None:
+                       release: RidingLease | None = None) -> None:
         """Save unconditionally (merge): for the holder of the run's lease, with the events
         that say why, in one transaction. Keeps `run.etag` current, so a later
         `save_run_if` by the same holder does not lose to itself. With `release` (the

@@ -122,8 +122,9 @@ async def test_a_delivery_that_cannot_renew_its_lease_hands_the_request_back(
 
 async def test_the_last_delivery_failing_to_take_the_run_lease_poisons_the_run(
         emulator: Any, azurite: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Table storage refuses the run lease on every delivery: the host poisons the message
-    after the last one, and the run must say so (before, it stayed `running`)."""
+    """Table storage refuses the run lease on every delivery (also the lease row riding in
+    the run's creating transaction): the host poisons the message after the last one, and
+    the run must say so (before, it stayed `running`)."""
     import json
 
     from shared.playbook.worker import handle_message
@@ -135,6 +136,7 @@ async def test_the_last_delivery_failing_to_take_the_run_lease_poisons_the_run(
         raise HttpResponseError(message="Server Busy (storage unavailable)")
 
     monkeypatch.setattr(Lease, "try_acquire", refused)
+    monkeypatch.setattr(Lease, "took", lambda self, answers: False)
     body = json.dumps({"user": MEGAN, "requestId": "acquire-1", "actions": ["revoke_sessions"]})
     try:
         for delivery in (1, 5):
