@@ -165,8 +165,9 @@ async def take_batch(services: Services, body: bytes | str, *, dequeue_count: in
         # Bodies come from the HTTP webhook, which leaves the group exclusions to the runner
         # (it refuses an excluded member before any step): a storm's requests are then
         # queued without a Graph call each first.
-        outcome = await intake_payload(services, stored, route=route, hub=hub,
-                                       check_groups=False)
+        async with services.lanes.intake_turn():  # a storm's first requests queue first
+            outcome = await intake_payload(services, stored, route=route, hub=hub,
+                                           check_groups=False)
     except AlertError as exc:
         return await _poison(services, body, f"stored body is not readable as alerts "
                              f"({type(exc).__name__}: {exc}); kept as {name}", data)

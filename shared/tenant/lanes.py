@@ -25,6 +25,13 @@ CONTAINMENT_SLOTS = 12
 more only lengthen each containment (measured in bench/RESULTS.md)."""
 
 
+INTAKE_AT_ONCE = 1
+"""Stored payloads one instance takes in at a time. A storm arrives as several payloads of
+50, delivered together; taken in side by side, their first requests are queued only after
+the first chunk of every one is decided, and the first containment waits for all of them.
+One at a time queues the first requests within a chunk's time; the total stays the same."""
+
+
 class LanePriority:
     """Containment goes before clean-up, and runs in `slots` at a time.
 
@@ -52,6 +59,7 @@ class LanePriority:
         """Seconds clean-up deliveries spent waiting, all together (for the benchmark)."""
         self.queued_peak = 0
         """The most containments that waited for a slot at once (for the benchmark)."""
+        self._intake = asyncio.Semaphore(INTAKE_AT_ONCE)
 
     @property
     def waiting(self) -> int:
@@ -66,6 +74,12 @@ class LanePriority:
         finally:
             self._last_end = time.monotonic()
             self._give_back(tenant)
+
+    @contextlib.asynccontextmanager
+    async def intake_turn(self) -> AsyncIterator[None]:
+        """Take in one stored payload (INTAKE_AT_ONCE at a time, first come first)."""
+        async with self._intake:
+            yield
 
     async def cleanup_turn(self) -> None:
         start = time.monotonic()

@@ -175,3 +175,33 @@ async def test_an_unreadable_stored_body_is_poisoned_at_once_and_kept(bsvc: Serv
     reasons = [e["message"] for e in await intake_events(bsvc, "batch-poisoned")]
     assert any("not readable as alerts" in r and name in r for r in reasons)
     assert any("unreadable intake message" in r for r in reasons)
+
+
+async def test_payloads_delivered_together_are_taken_in_one_after_another(
+        bsvc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A storm's payloads reach the worker together: each is queued whole before the next
+    starts, so the first requests are on the queue within one payload's time instead of
+    after the first part of every payload."""
+    payloads = 3
+    per_payload = SYNC_MAX_SIGNALS + 20
+    index = {user_id(u): u for u in range(payloads * per_payload)}
+    order: list[int] = []
+    enqueue = bsvc.storage.enqueue
+
+    async def noted(queue: str, text: str, **kw: Any) -> Any:
+        if queue == bsvc.settings.remediation_queue:
+            order.append(index[json.loads(text)["user"]])
+        return await enqueue(queue, text, **kw)
+
+    monkeypatch.setattr(bsvc.storage, "enqueue", noted)
+    http_fn = user_function("risk_alert_http")
+    for p in range(payloads):
+        users = range(p * per_payload, (p + 1) * per_payload)
+        body = json.dumps({"value": [detection(u, u, recent(20, u * 0.01)) for u in users]})
+        resp = await http_fn(post(body.encode()))
+        assert resp.status_code == 202 and json.loads(resp.get_body())["queued"] is True
+    stats = await host(bsvc).run_until_idle(limit_seconds=120)
+    assert stats.by_function == {"intake_worker": payloads}, stats
+    assert sorted(order) == list(range(payloads * per_payload))
+    blocks = [u // per_payload for u in order]
+    assert blocks == sorted(blocks), "a payload's requests were queued between another's"
