@@ -179,34 +179,38 @@ async def _run_request(services: Services, request: RemediationRequest, run_id: 
         started = (started[0], f"{started[1]} (moved to the overflow lane: its tenant "
                    "held its share of the instance)", {**started[2], "moved": True})
     # One delivery at a time acts on a run: the run's lease row, owned by this delivery.
-    # A new run is taken in the transaction that creates it.
+    # A first delivery from the remediation queue is almost always a new run: it creates
+    # the run and takes the lease in one transaction (one write), and reads nothing.
     lease = run_lease(services, run_id)
-    # A first delivery from the remediation queue is almost always a new run: create it
-    # straight away (one write) and read it only if it exists; otherwise read the record
-    # and its steps first (one query).
     created = False
-    run: RunRecord | None = None
-    known: dict[str, StepResult] | None = None
     if lane != "cleanup" and dequeue_count <= 1:
         created = await journal.create_run(fresh, started, lease=lease)
-    if not created:
-        run, known = await journal.run_and_steps(run_id)
-        if run and run.state in TERMINAL_RUN_STATES:
-            return RunOutcome(run, known, already_done=True)
-        if run is None:
-            created = await journal.create_run(fresh, started, lease=lease)
-    if created or run is None:
-        run = fresh if created else (await journal.get_run(run_id) or fresh)
-    if created:
-        known = {}
+    run = fresh
+    known: dict[str, StepResult] | None = {} if created else None
     try:
         try:
             busy = 0.0 if lease.etag is not None else await lease.try_acquire()
         except Exception as exc:  # storage refused: as any other failure of this delivery
+            if not created:
+                run = await _recorded_run(services, run_id, fresh)
             await _give_up_if_last(services, run, exc, dequeue_count, max_dequeue_count)
             raise
         if busy:
+            if not created:
+                run = await _recorded_run(services, run_id, fresh)
             return await _defer(services, run, request, busy, lane)
+        if not created:
+            # Read under the lease (one query, the record and its steps): whatever another
+            # delivery did before it gave the lease back is in, so no finished step repeats.
+            found, known = await journal.run_and_steps(run_id)
+            if found is not None and found.state in TERMINAL_RUN_STATES:
+                return RunOutcome(found, known, already_done=True)
+            if found is None:  # the lease is held already: nothing rides along
+                if await journal.create_run(fresh, started):
+                    known = {}
+                else:  # created meanwhile by a delivery that then found the run busy
+                    found, known = await journal.run_and_steps(run_id)
+            run = found or fresh
         try:
             outcome = await lease.run_while_held(_claimed_run(
                 services, request, run, playbook, steps, dry, dequeue_count,
@@ -243,6 +247,15 @@ async def _run_request(services: Services, request: RemediationRequest, run_id: 
             await _give_up_if_last(services, run, exc, dequeue_count, max_dequeue_count)
             raise
     return outcome
+
+
+async def _recorded_run(services: Services, run_id: str, fresh: RunRecord) -> RunRecord:
+    """The run as recorded, for a delivery that ends before reading it; `fresh` when it
+    cannot be read (storage down) or does not exist."""
+    try:
+        return await services.journal.get_run(run_id) or fresh
+    except Exception:  # the caller's own failure is the one to report
+        return fresh
 
 
 async def _give_up_if_last(services: Services, run: RunRecord, exc: Exception,

@@ -164,3 +164,35 @@ async def test_a_delivery_that_finds_its_lease_lost_stops(services, emulator, mo
     assert "lease-lost" in kinds
     row = await _lease_row(services, "lost-1")
     assert row is not None and row["owner"] == "other", "the new holder's lease was kept"
+
+
+async def test_a_delivery_reads_the_steps_only_once_it_holds_the_lease(
+        services, emulator, monkeypatch):
+    """Another delivery finishes the password and the sessions and gives the lease back
+    just before this one takes it: this delivery reads the run under the lease, so it
+    sees those steps done and repeats neither (read before the lease, it would reset the
+    password a second time)."""
+    from shared.models import StepResult, StepStatus
+    from shared.state.journal import RunRecord
+
+    run_id = "lease-read-1"
+    await services.journal.create_run(RunRecord(run_id=run_id, user=MEGAN))
+    original = Lease.try_acquire
+
+    async def other_delivery_finishes_first(self: Lease) -> float:
+        for step in ("reset_password", "revoke_sessions"):
+            await services.journal.record_step(
+                run_id, StepResult(step=step, status=StepStatus.DONE, summary="by the other"), 1)
+        return await original(self)
+
+    monkeypatch.setattr(Lease, "try_acquire", other_delivery_finishes_first)
+    before = len(writes(emulator))
+    request = RemediationRequest.model_validate(
+        {"user": MEGAN, "requestId": run_id, "actions": ["reset_password", "revoke_sessions"]})
+    outcome = await runner.run_request(services, request, dequeue_count=2)
+    assert outcome.run.state == "finished", outcome.run.reason
+    assert writes(emulator)[before:] == [], "nothing was done twice"
+    results = await services.journal.step_results(run_id)
+    assert results["reset_password"].summary == "by the other"
+    assert results["revoke_sessions"].summary == "by the other"
+    assert await _lease_row(services, run_id) is None
