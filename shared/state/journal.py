@@ -383,7 +383,10 @@ class Journal:
         `also` are conditional operations on other rows of the partition that may ride
         along (the run lease's creation or release, shared.state.lease): when the service
         refuses one of them, the rest is written without them. Returns their answers (with
-        the ETags), or None when they were left out."""
+        the ETags), or None when they were left out. A transaction may hold Insert, Update,
+        Merge and Delete Entity operations (a delete with its If-Match), each entity once,
+        all or nothing (learn.microsoft.com/rest/api/storageservices/
+        performing-entity-group-transactions)."""
         await self.ensure()
         rows: list[tuple[Any, ...]] = []
         if run is not None:
