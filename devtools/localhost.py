@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import azure.functions as func
+from azure.core.exceptions import ResourceNotFoundError
 from azure.functions.queue import QueueMessage
 
 from shared.settings import APP_SETTINGS, EXTRA_SETTINGS, cleanup_queue_for, overflow_queue_for
@@ -156,16 +157,18 @@ class LocalHost:
             room = self.batch_size - self._busy.get(qf.name, 0)
             if room <= 0:
                 continue
-            client = await self.storage.ensure_queue(qf.queue)
+            client = await self.storage.known_queue(qf.queue)
             # One Get Messages call for the whole batch, as the host makes: without a page
             # size the SDK fetches one message per call, and it pages on until its limit.
             pages = client.receive_messages(messages_per_page=min(32, room),
                                             visibility_timeout=int(self.lease_seconds))
-            async for page in pages.by_page():
-                batch = [m async for m in page]
-                break
-            else:
-                batch = []
+            batch = []
+            try:
+                async for page in pages.by_page():
+                    batch = [m async for m in page]
+                    break
+            except ResourceNotFoundError:  # deleted meanwhile: created on the next poll
+                self.storage.forget_queue(qf.queue)
             for m in batch:
                 task = asyncio.create_task(self._deliver(qf, client, m))
                 self._in_flight.add(task)

@@ -21,9 +21,15 @@ from shared.state.clock import now
 from shared.state.journal import Journal
 
 log = logging.getLogger("responder.budget")
-MARGIN = 0.2
-"""Seconds added to every slot's spacing: instances send from different machines, and a
-request that leaves a little late must still reach the service after the one before."""
+LATENESS = 0.1
+"""Seconds a request may leave after its slot. A turn older than this when the request is
+about to leave (a starved event loop, slow middleware) is exchanged for a fresh slot."""
+MARGIN = 0.3
+"""Seconds added to every slot's spacing. A request may leave up to LATENESS after its
+slot and the next one exactly on time, so the service sees them at least spacing +
+MARGIN - LATENESS apart: 0.2 s to spare for the difference in how long two requests from
+different instances (machines, processes, event loops) take to reach it. The service
+answers a request that comes too soon with 429 and no Retry-After, a blind back-off."""
 MAX_AHEAD = 60.0
 """A reserved time further ahead than this is not a queue of turns (a few instances hold
 one turn each, about a second apart) but a row gone wrong: an instance whose clock runs
@@ -68,9 +74,9 @@ class TenantBudget:
                 wait = slot - now().timestamp()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                if now().timestamp() - slot <= MARGIN:
+                if now().timestamp() - slot <= LATENESS:
                     return slot
-                # Woken (or the row answered) later than the margin: sending now could
+                # Woken (or the row answered) later than LATENESS: sending now could
                 # land within a second of the next instance's slot. Take a fresh slot.
                 self.late += 1
                 continue
@@ -109,8 +115,8 @@ class SharedTurn:
     """A call's slot, checked by the retry transport just before each request leaves.
 
     Between `wait_turn` and the wire lie the SDK's middleware and the event loop; on a
-    starved process that can take longer than the margin, and a request sent then could
-    land within a second of the next instance's slot. So a turn older than the margin at
+    starved process that can take longer than LATENESS, and a request sent then could
+    land within a second of the next instance's slot. So a turn older than LATENESS at
     send time is exchanged for a fresh slot, and each retry takes a slot of its own."""
 
     def __init__(self, budget: TenantBudget, spacing: float, slot: float | None) -> None:
@@ -121,7 +127,7 @@ class SharedTurn:
 
     async def before_send(self) -> None:
         for _ in range(MAX_RACES):
-            if self.slot is None or now().timestamp() - self.slot <= MARGIN:
+            if self.slot is None or now().timestamp() - self.slot <= LATENESS:
                 return
             self.budget.stale += 1
             self.slot = await self.budget.wait_turn(self.spacing)

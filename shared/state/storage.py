@@ -64,6 +64,17 @@ class Storage:
         self._queues_made.add(name)
         return client
 
+    async def known_queue(self, name: str) -> QueueClient:
+        """The queue's client, the queue created only the first time this process uses it
+        (a poller that asked on every poll spent a storage operation per queue each time);
+        after a 404, `forget_queue` makes the next use create it again."""
+        if name not in self._queues_made:
+            return await self.ensure_queue(name)
+        return self.queue(name)
+
+    def forget_queue(self, name: str) -> None:
+        self._queues_made.discard(name)
+
     async def enqueue(self, queue: str, text: str, *, visibility_timeout: int | None = None)\
             -> None:
         """Put one message (a JSON text) on a queue, creating the queue the first time (and
@@ -73,7 +84,7 @@ class Storage:
         try:
             await self.queue(queue).send_message(text, visibility_timeout=visibility_timeout)
         except ResourceNotFoundError:
-            self._queues_made.discard(queue)
+            self.forget_queue(queue)
             client = await self.ensure_queue(queue)
             await client.send_message(text, visibility_timeout=visibility_timeout)
 

@@ -7,8 +7,9 @@ hands over at once (batchSize + newBatchThreshold, 48) makes all of them finish 
 first account of a storm waits for the CPU with 47 others. Running a few at a time gives
 the CPU the same work in the same total time, and each account is contained as soon as its
 own calls are done. The slots also decide who goes next: the waiting delivery whose tenant
-has the fewest containments running, so a tenant arriving during another tenant's storm
-is served at the next free slot, not behind the storm.
+has the fewest containments running; and a tenant with none running here may start at
+once in one of a few extra slots, so a tenant arriving during another tenant's storm is
+served beside the storm, not behind it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ CONTAINMENT_SLOTS = 12
 10-50 ms each for about 0.1 s of CPU, so 12 keep a core busy with room for slow answers;
 more only lengthen each containment (measured in bench/RESULTS.md)."""
 
+NEWCOMER_SLOTS = 2
+"""Slots beyond CONTAINMENT_SLOTS for a tenant with no containment running here: a tenant
+whose first account arrives during another tenant's storm starts at once instead of
+waiting for one of the storm's containments to end. Two at most, so several tenants
+arriving together cannot crowd the CPU; a storm of one tenant never uses them (its
+containments run already)."""
 
 INTAKE_AT_ONCE = 1
 """Stored payloads one instance takes in at a time. A storm arrives as several payloads of
@@ -44,10 +51,11 @@ class LanePriority:
     invisible meanwhile. One per process, shared by every tenant the process serves."""
 
     def __init__(self, max_wait: float = 120.0, quiet: float = 0.2,
-                 slots: int = CONTAINMENT_SLOTS) -> None:
+                 slots: int = CONTAINMENT_SLOTS, newcomer_slots: int = NEWCOMER_SLOTS) -> None:
         self.max_wait = max_wait
         self.quiet = quiet
         self.slots = max(1, slots)
+        self.newcomer_slots = max(0, newcomer_slots)
         self.active = 0
         """Containments holding a slot."""
         self.running: dict[str, int] = {}
@@ -93,6 +101,9 @@ class LanePriority:
     async def _take_slot(self, tenant: str) -> None:
         if self.active < self.slots and not self._waiting:
             self._count(tenant, 1)
+            return
+        if tenant not in self.running and self.active < self.slots + self.newcomer_slots:
+            self._count(tenant, 1)  # a tenant's first: beside the storm, not behind it
             return
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (next(self._order), tenant, turn)

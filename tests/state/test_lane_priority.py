@@ -63,8 +63,9 @@ async def test_no_more_containments_run_at_once_than_there_are_slots():
 
 
 async def test_a_tenant_with_fewer_running_takes_the_next_free_slot():
-    """Tenant B arrives during tenant A's storm: B waits for one slot, not for A's queue."""
-    lanes = LanePriority(slots=2)
+    """Tenant B arrives during tenant A's storm with no extra slot left: B waits for one
+    slot, not for A's queue."""
+    lanes = LanePriority(slots=2, newcomer_slots=0)
     order: list[str] = []
     release = asyncio.Event()
 
@@ -84,8 +85,35 @@ async def test_a_tenant_with_fewer_running_takes_the_next_free_slot():
     assert order[3:] == ["a2", "a3", "a4", "a5"]
 
 
+async def test_a_tenant_with_none_running_starts_beside_the_storm():
+    """Tenant B's first account arrives while tenant A's storm holds every slot and has
+    more waiting: B starts at once in an extra slot; a second account of B, and a third
+    tenant once the extra slots are taken, wait like everyone else."""
+    lanes = LanePriority(slots=2, newcomer_slots=1)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def contain(tenant: str, name: str) -> None:
+        async with lanes.containing(tenant):
+            order.append(name)
+            await release.wait()
+
+    storm = [asyncio.create_task(contain("a", f"a{i}")) for i in range(4)]
+    await asyncio.sleep(0.01)
+    b = [asyncio.create_task(contain("b", f"b{i}")) for i in range(2)]
+    await asyncio.sleep(0.01)
+    c = asyncio.create_task(contain("c", "c0"))
+    await asyncio.sleep(0.01)
+    assert order == ["a0", "a1", "b0"], order
+    assert lanes.active == 3 and lanes.running == {"a": 2, "b": 1}
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*storm, *b, c), 5)
+    assert lanes.active == 0 and lanes.running == {} and lanes.waiting == 0
+    assert sorted(order) == ["a0", "a1", "a2", "a3", "b0", "b1", "c0"]
+
+
 async def test_a_containment_cancelled_while_it_waits_gives_no_slot_away():
-    lanes = LanePriority(slots=1)
+    lanes = LanePriority(slots=1, newcomer_slots=0)
     hold = asyncio.Event()
 
     async def contain(tenant: str) -> None:
