@@ -10,7 +10,6 @@ PATCH adds up to 20 members) and save directory-write budget. Aggregators live i
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -182,43 +181,21 @@ class AdaptiveLimit:
         self.cooldown = cooldown
         self.in_flight = 0
         self._last_cut = 0.0
-        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
-        """Callers waiting for a place, first come first served. Each freed place is
-        handed to the first of them: waking every waiter to re-check (a condition's
-        notify_all) cost a storm's clean-up lane a twentieth of its CPU."""
+        self._cond: asyncio.Condition | None = None
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        if self.in_flight < int(self.limit) and not self._waiting:
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_flight < int(self.limit))
             self.in_flight += 1
-        else:
-            place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiting.append(place)
-            try:
-                await place  # counted in in_flight by whoever handed it over
-            except asyncio.CancelledError:
-                if place.done() and not place.cancelled():
-                    self._release()  # handed a place while being cancelled: pass it on
-                else:
-                    self._waiting.remove(place)
-                raise
         try:
             yield
         finally:
-            self._release()
-
-    def _release(self) -> None:
-        self.in_flight -= 1
-        self._hand_over()
-
-    def _hand_over(self) -> None:
-        """Give the free places to the first waiters."""
-        while self._waiting and self.in_flight < int(self.limit):
-            place = self._waiting.popleft()
-            if place.done():  # cancelled while it waited
-                continue
-            self.in_flight += 1
-            place.set_result(None)
+            async with self._cond:
+                self.in_flight -= 1
+                self._cond.notify_all()
 
     def record(self, throttled: bool) -> None:
         now = time.monotonic()
@@ -228,7 +205,6 @@ class AdaptiveLimit:
                 self._last_cut = now
         else:
             self.limit = min(float(self.ceiling), self.limit + 1 / self.limit)
-            self._hand_over()
 
 
 class LimitedExchange:

@@ -92,35 +92,6 @@ async def test_adaptive_limit_halves_on_throttling_and_grows_back() -> None:
     assert 8 <= limit.limit <= 10
 
 
-async def test_adaptive_limit_hands_places_over_in_order_and_loses_none() -> None:
-    """A freed place goes to the first waiter; a place given up by a cancelled waiter, or
-    added when the limit grows, goes to the next; nothing is left counted afterwards."""
-    limit = AdaptiveLimit(start=1, ceiling=2, cooldown=0)
-    order: list[int] = []
-    release = asyncio.Event()
-
-    async def call(i: int) -> None:
-        async with limit.slot():
-            order.append(i)
-            await release.wait()
-
-    first = asyncio.create_task(call(0))
-    await asyncio.sleep(0)
-    waiters = [asyncio.create_task(call(i)) for i in range(1, 5)]
-    await asyncio.sleep(0.01)
-    assert order == [0] and limit.in_flight == 1
-    waiters[0].cancel()  # gives up its place in the line
-    await asyncio.sleep(0.01)
-    limit.limit = 1.9
-    limit.record(throttled=False)  # grows to 2: the next waiter starts at once
-    await asyncio.sleep(0.01)
-    assert order == [0, 2] and limit.in_flight == 2
-    release.set()
-    await asyncio.wait_for(asyncio.gather(first, *waiters[1:]), 5)
-    assert order == [0, 2, 3, 4]
-    assert limit.in_flight == 0
-
-
 async def test_limited_exchange_caps_concurrency_and_reads_throttling() -> None:
     class Stats:
         throttled = 0
