@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-BUDGET_COUNTERS = ("reservations", "races", "fallbacks", "late", "stale", "resets")
+BUDGET_COUNTERS = ("reservations", "races", "fallbacks", "late", "stale", "resets", "further")
 """The shared Identity Protection budget's counters each instance reports."""
 
 

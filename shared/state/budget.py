@@ -54,7 +54,8 @@ class TenantBudget:
         self.stale = 0
         self.resets = 0
         """Rows found reserved more than MAX_AHEAD seconds ahead and started again."""
-        """Turns given up just before sending (the request would have left late)."""
+        self.further = 0
+        """Slots taken for a call's further requests (the next page of a list)."""
 
     async def wait_turn(self, spacing: float) -> float | None:
         """Reserve the next slot (at least `spacing` seconds after the slot before it, by
@@ -124,14 +125,22 @@ class SharedTurn:
         self.spacing = spacing
         self.slot = slot
         self.retries = 0
+        self.used = False
+        """A request went out in `slot` already: the call's next request (the next page
+        of a list) needs a slot of its own."""
 
     async def before_send(self) -> None:
+        if self.used:
+            self.budget.further += 1
+            self.slot = await self.budget.wait_turn(self.spacing)
         for _ in range(MAX_RACES):
             if self.slot is None or now().timestamp() - self.slot <= LATENESS:
-                return
+                break
             self.budget.stale += 1
             self.slot = await self.budget.wait_turn(self.spacing)
+        self.used = True
 
     async def again(self) -> None:
         self.retries += 1
         self.slot = await self.budget.wait_turn(self.spacing)
+        self.used = False

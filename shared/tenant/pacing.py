@@ -31,13 +31,21 @@ class SlotSource(Protocol):
 
 class LocalTurn:
     """A paced call's turn when no budget is shared beyond this process: the process's own
-    spacing holds it, and it only counts the call's retries."""
+    spacing holds the call's first request; each further request of the call (the next
+    page of a list, a retry) leaves at least `spacing` after the one before, so a paged
+    read never sends two requests within the service's rate."""
 
-    def __init__(self) -> None:
+    def __init__(self, spacing: float = 0.0) -> None:
+        self.spacing = spacing
         self.retries = 0
+        self._last_sent: float | None = None
 
     async def before_send(self) -> None:
-        return None
+        if self._last_sent is not None:
+            gap = self._last_sent + self.spacing - time.monotonic()
+            if gap > 0:
+                await asyncio.sleep(gap)
+        self._last_sent = time.monotonic()
 
     async def again(self) -> None:
         self.retries += 1
@@ -47,7 +55,7 @@ async def _shared_turn(shared: SlotSource | None, spacing: float) -> PacedTurn:
     """Wait for a slot in the shared budget (none beyond this process: a local turn); the
     turn the call's requests keep to."""
     if shared is None:
-        return LocalTurn()
+        return LocalTurn(spacing)
     return shared.turn(spacing, await shared.wait_turn(spacing))
 
 

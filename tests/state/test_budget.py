@@ -305,3 +305,62 @@ async def test_a_late_request_and_a_slower_path_still_leave_a_second_at_the_serv
         assert abs(arrived["/a"] - arrived["/b"]) >= 1.0, arrived
     finally:
         await svc.close()
+
+
+async def test_each_page_of_a_paged_read_takes_a_slot_of_its_own(settings):
+    """A call that sends several requests in one turn (a list read that pages) sends the
+    first in its slot and reserves a fresh slot for each further one: the service never
+    sees two of them within the spacing."""
+    import httpx
+
+    from shared.state.budget import LATENESS, MARGIN, TenantBudget
+    from shared.state.clock import now
+    from shared.tenant.retry import RetryTransport, paced
+
+    sent: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(now().timestamp())
+        return httpx.Response(200)
+
+    svc = Services.create(settings, credential=StaticTokenCredential(TOKEN), policy=Policy())
+    try:
+        await svc.journal.ensure()
+        budget = TenantBudget(svc.journal, "paged-read")
+        turn = budget.turn(0.3, await budget.wait_turn(0.3))
+        async with httpx.AsyncClient(transport=RetryTransport(httpx.MockTransport(answer))) \
+                as client:
+            with paced(turn):
+                for page in range(3):
+                    await client.get(f"http://127.0.0.1/detections?page={page}")
+        assert budget.reservations == 3 and budget.further == 2, vars(budget)
+        gaps = [b - a for a, b in itertools.pairwise(sent)]
+        assert min(gaps) >= 0.3 + MARGIN - LATENESS - 0.01, gaps
+    finally:
+        await svc.close()
+
+
+async def test_without_a_shared_budget_the_pages_of_a_read_keep_the_gate_spacing():
+    """In a process that paces on its own, the further requests of one turn (pages) leave
+    at least the gate's interval after the one before."""
+    import time
+
+    import httpx
+
+    from shared.tenant.pacing import IntervalGate
+    from shared.tenant.retry import RetryTransport
+
+    sent: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(time.monotonic())
+        return httpx.Response(200)
+
+    gate = IntervalGate(0.3)
+    async with httpx.AsyncClient(transport=RetryTransport(httpx.MockTransport(answer))) \
+            as client:
+        async with gate.turn():
+            for page in range(3):
+                await client.get(f"http://127.0.0.1/risky?page={page}")
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert min(gaps) >= 0.29, gaps
