@@ -387,7 +387,11 @@ async def _verify(result: SoakResult, svc: Any, settings: Any, emu: Any, proxy: 
             done = results.get(step)
             if done is not None and done.status.value == "done":
                 if not times:
-                    v.append(f"{run.run_id}: {step} done but no successful write seen")
+                    seen = [(e["method"], e.get("status"), e.get("fault"), bool(e.get("write")))
+                            for e in log if run.user_id and run.user_id in (e.get("path") or "")]
+                    v.append(f"{run.run_id}: {step} done but no successful write seen (user "
+                             f"{run.user_id!r}, state {run.state}, step: {done.summary[:120]!r},"
+                             f" the user's calls: {seen[:12]})")
                     continue
                 assert done.finished_at is not None
                 done_at = done.finished_at.timestamp() - wall_offset

@@ -269,7 +269,7 @@ async def _give_up_if_last(services: Services, run: RunRecord, exc: Exception,
         if current is not None and current.state in TERMINAL_RUN_STATES:
             return  # it did finish; only a later write failed
         if current is not None:
-            run.state = current.state
+            run = _recorded_with(current, run)
         if dequeue_count >= max_dequeue_count:
             run.state = "poisoned"
             run.reason = (f"gave up after {dequeue_count} deliveries (maxDequeueCount): "
@@ -281,6 +281,19 @@ async def _give_up_if_last(services: Services, run: RunRecord, exc: Exception,
             (run.state if run.state == "poisoned" else "retry", run.reason, {})])
     except Exception as again:
         log.warning("could not record the failed delivery: %s", type(again).__name__)
+
+
+def _recorded_with(current: RunRecord, run: RunRecord) -> RunRecord:
+    """The record as stored, with what this delivery learned on top. A delivery that could
+    not read the record holds a stand-in without the user, the evidence or the times, and
+    a save merges every field: saving the stand-in would blank them in the record."""
+    current.user_id = run.user_id or current.user_id
+    current.upn = run.upn or current.upn
+    current.evidence_blob = run.evidence_blob or current.evidence_blob
+    current.attempts = max(run.attempts, current.attempts)
+    current.indexed = sorted({*current.indexed, *run.indexed})
+    current.approval_asked = run.approval_asked or current.approval_asked
+    return current
 
 
 async def _defer(services: Services, run: RunRecord, request: RemediationRequest,

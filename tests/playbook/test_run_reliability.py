@@ -196,3 +196,31 @@ async def test_a_delivery_reads_the_steps_only_once_it_holds_the_lease(
     assert results["reset_password"].summary == "by the other"
     assert results["revoke_sessions"].summary == "by the other"
     assert await _lease_row(services, run_id) is None
+
+
+async def test_a_failed_delivery_that_could_not_read_the_run_keeps_what_the_record_holds(
+        services):
+    """The last delivery of a run fails on storage before it could read the run record: it
+    marks the run poisoned with a stand-in record. The saved record keeps the user, the
+    evidence, the attempts and the creation time that earlier deliveries recorded (a save
+    of the stand-in blanked them, and a poisoned run then named no user)."""
+    from shared.state.journal import RunRecord
+
+    journal = services.journal
+    created = RunRecord(run_id="stand-in-1", user=MEGAN, steps=["reset_password"])
+    assert await journal.create_run(created, ("run-started", "run", {}))
+    recorded = await journal.get_run("stand-in-1")
+    recorded.user_id, recorded.upn = "d4f1c7a2-6b3e-4e8d-9a51-2f7c0b8e4d13", MEGAN
+    recorded.evidence_blob, recorded.attempts = "stand-in-1/evidence.json", 3
+    await journal.save_run(recorded)
+
+    stand_in = RunRecord(run_id="stand-in-1", user=MEGAN, steps=["reset_password"])
+    failure = HttpResponseError(message="storage down")
+    await runner._give_up_if_last(services, stand_in, failure, 5, 5)
+
+    after = await journal.get_run("stand-in-1")
+    assert after.state == "poisoned" and "maxDequeueCount" in after.reason
+    assert after.user_id == "d4f1c7a2-6b3e-4e8d-9a51-2f7c0b8e4d13" and after.upn == MEGAN
+    assert after.evidence_blob == "stand-in-1/evidence.json"
+    assert after.attempts == 3
+    assert abs((after.created_at - created.created_at).total_seconds()) < 1
