@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 
 from shared.tenant.lanes import LanePriority
 
@@ -62,10 +63,10 @@ async def test_no_more_containments_run_at_once_than_there_are_slots():
     assert lanes.queued_peak == 7
 
 
-async def test_a_tenant_with_fewer_running_takes_the_next_free_slot():
-    """Tenant B arrives during tenant A's storm with no extra slot left: B waits for one
-    slot, not for A's queue."""
-    lanes = LanePriority(slots=2, newcomer_slots=0)
+def _held_containments(lanes: LanePriority) -> tuple[
+        list[str], asyncio.Event, Callable[[str, str], Awaitable[None]]]:
+    """The order containments start in, the event that ends them all, and a containment
+    of `tenant` named `name` that holds its slot until that event."""
     order: list[str] = []
     release = asyncio.Event()
 
@@ -74,6 +75,14 @@ async def test_a_tenant_with_fewer_running_takes_the_next_free_slot():
             order.append(name)
             await release.wait()
 
+    return order, release, contain
+
+
+async def test_a_tenant_with_fewer_running_takes_the_next_free_slot():
+    """Tenant B arrives during tenant A's storm with no extra slot left: B waits for one
+    slot, not for A's queue."""
+    lanes = LanePriority(slots=2, newcomer_slots=0)
+    order, release, contain = _held_containments(lanes)
     storm = [asyncio.create_task(contain("a", f"a{i}")) for i in range(6)]
     await asyncio.sleep(0.01)  # a0, a1 run; a2..a5 wait
     newcomer = asyncio.create_task(contain("b", "b0"))
@@ -90,14 +99,7 @@ async def test_a_tenant_with_none_running_starts_beside_the_storm():
     more waiting: B starts at once in an extra slot; a second account of B, and a third
     tenant once the extra slots are taken, wait like everyone else."""
     lanes = LanePriority(slots=2, newcomer_slots=1)
-    order: list[str] = []
-    release = asyncio.Event()
-
-    async def contain(tenant: str, name: str) -> None:
-        async with lanes.containing(tenant):
-            order.append(name)
-            await release.wait()
-
+    order, release, contain = _held_containments(lanes)
     storm = [asyncio.create_task(contain("a", f"a{i}")) for i in range(4)]
     await asyncio.sleep(0.01)
     b = [asyncio.create_task(contain("b", f"b{i}")) for i in range(2)]
