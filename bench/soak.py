@@ -387,8 +387,9 @@ async def _verify(result: SoakResult, svc: Any, settings: Any, emu: Any, proxy: 
             done = results.get(step)
             if done is not None and done.status.value == "done":
                 if not times:
+                    who = run.user_id or run.user  # the request's user when the record lost it
                     seen = [(e["method"], e.get("status"), e.get("fault"), bool(e.get("write")))
-                            for e in log if run.user_id and run.user_id in (e.get("path") or "")]
+                            for e in log if who and who in (e.get("path") or "")]
                     v.append(f"{run.run_id}: {step} done but no successful write seen (user "
                              f"{run.user_id!r}, state {run.state}, step: {done.summary[:120]!r},"
                              f" the user's calls: {seen[:12]})")
