@@ -29,7 +29,7 @@ from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from shared.models import StepResult, StepStatus
-from shared.state import partitions
+from shared.state import partitions, transactions
 from shared.state.clock import now
 from shared.state.storage import Storage
 
@@ -412,8 +412,8 @@ class Journal:
             try:
                 answers: list[Any] = []
                 for start in range(0, len(ops), self.BATCH_OPS):
-                    answers.extend(await self.table.submit_transaction(
-                        ops[start:start + self.BATCH_OPS]))
+                    answers.extend(await transactions.submit(
+                        self.table, ops[start:start + self.BATCH_OPS]))
             except TableTransactionError as exc:
                 failed = exc.index if isinstance(exc.index, int) else -1
                 # The rows of the run only create (409) or upsert: a 404 or 412 can only be
@@ -593,7 +593,7 @@ class Journal:
         ops = [("create", {**values, "PartitionKey": partition, "RowKey": safe_key(row)})
                for row, values in rows]
         try:
-            answers = await self.table.submit_transaction(ops)
+            answers = await transactions.submit(self.table, ops)
         except TableTransactionError as exc:
             if _exists(exc) and exc.index is not None:
                 return int(exc.index)
@@ -611,7 +611,7 @@ class Journal:
                      "match_condition": MatchConditions.IfNotModified})
                    for row, values, etag in rows[start:start + self.BATCH_OPS]]
             try:
-                await self.table.submit_transaction(ops)
+                await transactions.submit(self.table, ops)
             except TableTransactionError as exc:
                 if exc.status_code in (404, 409, 412):
                     return False
@@ -624,7 +624,7 @@ class Journal:
         ops = [("upsert", {**values, "PartitionKey": partition, "RowKey": safe_key(row)},
                 {"mode": UpdateMode.MERGE}) for row, values in rows]
         for start in range(0, len(ops), self.BATCH_OPS):
-            await self.table.submit_transaction(ops[start:start + self.BATCH_OPS])
+            await transactions.submit(self.table, ops[start:start + self.BATCH_OPS])
 
     # evidence -----------------------------------------------------------------------------
     async def put_evidence(self, run_id: str, name: str, document: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from azure.data.tables.aio import TableClient
 from shared.intake.dedupe import DETECTIONS_PARTITION, USERS_PARTITION, row_key
 from shared.intake.pipeline import intake_signals
 from shared.models import RiskSignal
+from shared.state import transactions
 from tests.intake.conftest import intake_events, queued
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
@@ -43,6 +44,13 @@ def count_table_calls(monkeypatch: Any) -> Counter[str]:
             return counted
 
         monkeypatch.setattr(TableClient, name, make(name, original))
+    submit = transactions.submit
+
+    def submitted(table: TableClient, ops: Any) -> Any:
+        seen["submit_transaction"] += 1
+        return submit(table, ops)
+
+    monkeypatch.setattr(transactions, "submit", submitted)  # the journal's transactions
     return seen
 
 

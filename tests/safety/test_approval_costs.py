@@ -13,7 +13,7 @@ from typing import Any
 
 from shared.safety import approvals
 from shared.safety.approvals import decisions
-from shared.state import clock
+from shared.state import clock, transactions
 from tests.safety.conftest import APPROVAL_SECRET, notify_policy
 from tests.safety.test_approvals import _post, _start_admin_run, _tokens
 
@@ -55,6 +55,14 @@ async def count_table_calls(svc: Any, monkeypatch: Any) -> TableCalls:
     for name in _QUERIES:
         wrap(name, calls.queries)
     wrap("get_entity", calls.reads)
+    submit = transactions.submit
+
+    def submitted(into: Any, ops: Any) -> Any:
+        if into is table:
+            calls.writes.append("submit_transaction")
+        return submit(into, ops)
+
+    monkeypatch.setattr(transactions, "submit", submitted)  # the journal's transactions
     return calls
 
 

@@ -17,12 +17,15 @@ from typing import Any
 
 from azure.data.tables.aio import TableClient
 
+from shared.state import transactions
 from shared.state.journal import Journal
 from tests.playbook.conftest import MEGAN, run_via_queue
 from tests.safety.conftest import all_journal_rows, notify_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNAL = ROOT / "shared" / "state" / "journal.py"
+TRANSACTIONS = ROOT / "shared" / "state" / "transactions.py"
+"""Encodes the journal's entity-group transactions and sends them (`send_request`)."""
 REGISTRY = ROOT / "shared" / "state" / "tenants.py"
 """The tenant registry writes its own table (configuration, replaced in place); Settings
 refuses a registry table that is the journal's (tested below)."""
@@ -62,10 +65,15 @@ def test_only_the_journal_touches_the_table():
     for path in _sources():
         if path in (JOURNAL, REGISTRY):
             continue
+        watched = TABLE_WRITES | {"get_table_client"}
+        if path != TRANSACTIONS:  # the transactions' encoder sends them for the journal
+            watched |= {"send_request"}
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and _called(node) in TABLE_WRITES | {
-                    "get_table_client"}:
+            if isinstance(node, ast.Call) and _called(node) in watched:
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {_called(node)}")
+            if isinstance(node, ast.Attribute) and node.attr == "submit" \
+                    and getattr(node.value, "id", "") == "transactions":
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} transactions.submit")
     assert offenders == []
 
 
@@ -191,6 +199,14 @@ def _watch_table_writes(monkeypatch: Any) -> list[tuple[str, str, str]]:
             return counted
 
         monkeypatch.setattr(TableClient, name, make(name, original))
+    submit = transactions.submit
+
+    async def submitted(table: TableClient, ops: Any) -> Any:
+        answer = await submit(table, ops)
+        seen.extend(keys_of("submit_transaction", (ops,), {}))
+        return answer
+
+    monkeypatch.setattr(transactions, "submit", submitted)  # the journal's transactions
     return seen
 
 
