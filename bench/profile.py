@@ -36,6 +36,7 @@ PARTS: tuple[tuple[str, str], ...] = (
     ("shared/state/", "journal, lease, budget (Table storage)"),
     ("shared/tenant/graph", "Graph calls"),
     ("shared/tenant/exchange", "Exchange calls"),
+    ("shared/tenant/http", "the HTTP transport under Graph and Exchange (aiohttp)"),
     ("shared/tenant/", "retry and pacing around Graph/Exchange calls"),
     ("shared/playbook/", "playbook logic (steps, runner)"),
     ("shared/safety/", "approvals, exclusions, notify"),
@@ -100,13 +101,19 @@ def main(argv: list[str] | None = None) -> int:
                        f"{when} on {doc['tree']}):", "",
                        "| part of the app | % of samples |", "| --- | --- |", *rows, "",
                        END])
-    path = ROOT / "bench" / "RESULTS.md"
-    text = path.read_text(encoding="utf-8")
-    if BEGIN in text and END in text:
-        start, end = text.index(BEGIN), text.index(END) + len(END)
-        path.write_text(text[:start] + block + text[end:], encoding="utf-8")
+    replace_block(BEGIN, END, block)
     print(block)
     return 0
+
+
+def replace_block(begin: str, end: str, block: str) -> None:
+    """Put `block` (which starts with `begin` and ends with `end`) in place of the block
+    between those markers in bench/RESULTS.md."""
+    path = ROOT / "bench" / "RESULTS.md"
+    text = path.read_text(encoding="utf-8")
+    if begin in text and end in text:
+        start, stop = text.index(begin), text.index(end) + len(end)
+        path.write_text(text[:start] + block + text[stop:], encoding="utf-8")
 
 
 if __name__ == "__main__":

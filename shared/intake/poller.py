@@ -49,6 +49,7 @@ from shared.state import partitions
 from shared.state.lease import Lease as SharedLease
 from shared.tenant.graph.client import GraphClient, create_graph_client
 from shared.tenant.graph.identity_protection import PERM_DETECTIONS_READ, detections_since
+from shared.tenant.http import http_transport
 from shared.tenant.pacing import Pacer
 
 log = logging.getLogger("responder.poller")
@@ -107,7 +108,7 @@ def pacer_for(services: Services, interval: float = IDENTITY_PROTECTION_INTERVAL
 def paced_graph(services: Services, *, interval: float = IDENTITY_PROTECTION_INTERVAL,
                 inner: httpx.AsyncBaseTransport | None = None) -> GraphClient:
     """A Graph client for the poller whose every attempt (retries too) is paced."""
-    transport = PacedTransport(inner or httpx.AsyncHTTPTransport(), pacer_for(services, interval))
+    transport = PacedTransport(inner or http_transport(), pacer_for(services, interval))
     return create_graph_client(services.settings, services.credential, transport=transport)
 
 

@@ -29,6 +29,7 @@ from shared.errors import (
 from shared.permissions import PermissionForbidden
 from shared.settings import Settings
 from shared.tenant.credentials import EXCHANGE_SCOPE, AsyncTokenCredential
+from shared.tenant.http import http_transport
 from shared.tenant.retry import (
     TRANSIENT_ERRORS,
     RetryPolicy,
@@ -89,7 +90,7 @@ class ExchangeClient:
     ) -> None:
         policy = policy or RetryPolicy(max_attempts=settings.max_attempts,
                                        max_total_wait=settings.max_retry_wait_seconds)
-        self._retry = RetryTransport(transport or httpx.AsyncHTTPTransport(), policy)
+        self._retry = RetryTransport(transport or http_transport(), policy)
         self._http = httpx.AsyncClient(transport=self._retry, timeout=timeout)
         self._credential = credential
         base = settings.exchange_base_url.rstrip("/")

@@ -20,10 +20,12 @@ import itertools
 import time
 from collections.abc import AsyncIterator
 
-CONTAINMENT_SLOTS = 12
+CONTAINMENT_SLOTS = 16
 """Containments one instance runs at once. A containment waits on about a dozen calls of
-10-50 ms each for about 0.1 s of CPU, so 12 keep a core busy with room for slow answers;
-more only lengthen each containment (measured in bench/RESULTS.md)."""
+10-50 ms each for a few tens of milliseconds of CPU, so 16 keep a core busy with room for
+slow answers. Measured at N = 500 on 2 shared cores: 12 slots contained everyone after
+11.9-12.3 s, 16 after 10.9-11.5 s, 24 after 11.3 s with the first account later (0.65 s
+against 0.5-0.6 s): more only lengthen each containment."""
 
 NEWCOMER_SLOTS = 2
 """Slots beyond CONTAINMENT_SLOTS for a tenant with no containment running here: a tenant

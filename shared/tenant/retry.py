@@ -23,6 +23,8 @@ from typing import Protocol
 
 import httpx
 
+from shared.tenant.http import http_transport
+
 RETRY_STATUSES = frozenset({429, 503, 504})
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     httpx.TimeoutException,
@@ -146,7 +148,7 @@ class RetryTransport(httpx.AsyncBaseTransport):
         rng: random.Random | None = None,
         stats: RetryStats | None = None,
     ) -> None:
-        self._inner = inner or httpx.AsyncHTTPTransport()
+        self._inner = inner or http_transport()
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random()

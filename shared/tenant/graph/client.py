@@ -43,6 +43,7 @@ from shared.errors import (
 from shared.permissions import PermissionForbidden, names_in
 from shared.settings import Settings
 from shared.tenant.credentials import GRAPH_SCOPE, AsyncTokenCredential
+from shared.tenant.http import http_transport
 from shared.tenant.retry import (
     TRANSIENT_ERRORS,
     RetryPolicy,
@@ -143,6 +144,9 @@ class GraphClient:
     read_only: bool = False
     """A dry-run view: any write raises before it is sent (belt and braces: dry runs only
     call `plan`, which only reads)."""
+    transport: httpx.AsyncBaseTransport | None = None
+    """The retry transport under the Graph SDK's own (which does not pass `aclose` down):
+    closed with the client, so its connections close too."""
 
     def view(self, *, read_only: bool) -> GraphClient:
         """The same connection, with or without the write guard."""
@@ -264,6 +268,8 @@ class GraphClient:
 
     async def close(self) -> None:
         await self.http.aclose()
+        if self.transport is not None:
+            await self.transport.aclose()
 
 
 READ_POSTS = ("/checkMemberGroups", "/getMemberGroups", "/getMemberObjects")
@@ -306,7 +312,7 @@ def create_graph_client(
     the retry transport, and kiota's middleware minus its own retry handler."""
     policy = policy or RetryPolicy(max_attempts=settings.max_attempts,
                                    max_total_wait=settings.max_retry_wait_seconds)
-    retry = RetryTransport(transport or httpx.AsyncHTTPTransport(), policy)
+    retry = RetryTransport(transport or http_transport(), policy)
     http = httpx.AsyncClient(transport=retry, timeout=timeout)
     middleware = [ParametersNameDecodingHandler(), UserAgentHandler(), HeadersInspectionHandler()]
     http = GraphClientFactory.create_with_custom_middleware(middleware=middleware, client=http)
@@ -322,4 +328,4 @@ def create_graph_client(
     beta = GraphRequestAdapter(auth, http)
     beta.base_url = f"{base}/beta"
     return GraphClient(sdk=GraphServiceClient(request_adapter=v1), beta_adapter=beta,
-                       base_url=base, http=http, stats=retry.stats)
+                       base_url=base, http=http, stats=retry.stats, transport=retry)
