@@ -42,9 +42,8 @@ class Server:
             "Retry-After": "1", "Set-Cookie": "a=b"})
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[Server]:
-    state = Server()
+async def serve(state: Server) -> web.AppRunner:
+    """Start `state` on a free loopback port (its `url`); the runner stops it."""
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", state.handle)
     runner = web.AppRunner(app)
@@ -53,6 +52,13 @@ async def server() -> AsyncIterator[Server]:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     state.url = f"http://127.0.0.1:{port}"
+    return runner
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    state = Server()
+    runner = await serve(state)
     yield state
     await runner.cleanup()
 
@@ -121,16 +127,10 @@ def test_a_transport_serves_one_event_loop_after_another():
 
     async def once() -> int:
         state = Server()
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", state.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner = await serve(state)
         try:
             client = httpx.AsyncClient(transport=transport)
-            answer = await client.post(f"http://127.0.0.1:{port}/x", content=b"1")
+            answer = await client.post(f"{state.url}/x", content=b"1")
             await client.aclose()  # closes this loop's session; the next loop makes its own
             return answer.status_code
         finally:
