@@ -43,8 +43,9 @@ from .conftest import APP_CLIENT_ID, MI_PRINCIPAL, TENANT_A, TENANT_B, assertion
 MI_CLIENT_ID = "6c1b2a3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 CONTAIN = ["reset_password", "revoke_sessions"]
 STORM = 150
-BOUND = 60
-"""B is contained before A's 60th containment (without the move it comes after all 150)."""
+BOUND = 75
+"""B is contained before A's 75th containment (without the move it comes after all 150; 16
+containments of A run beside B in the instance, and B came after 63 of them once in CI)."""
 
 
 def _quiet_tenant(n: int, seed: int, domain: str) -> dict[str, Any]:
