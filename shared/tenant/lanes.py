@@ -9,16 +9,19 @@ the CPU the same work in the same total time, and each account is contained as s
 own calls are done. The slots also decide who goes next: the waiting delivery whose tenant
 has the fewest containments running; and a tenant with none running here may start at
 once in one of a few extra slots, so a tenant arriving during another tenant's storm is
-served beside the storm, not behind it.
+served beside the storm, not behind it; and while that newcomer's first containment runs,
+the storming tenant's next requests wait (a second at most), so it runs as fast as alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 CONTAINMENT_SLOTS = 16
 """Containments one instance runs at once. A containment waits on about a dozen calls of
@@ -39,6 +42,50 @@ INTAKE_AT_ONCE = 1
 50, delivered together; taken in side by side, their first requests are queued only after
 the first chunk of every one is decided, and the first containment waits for all of them.
 One at a time queues the first requests within a chunk's time; the total stays the same."""
+
+
+NEWCOMER_AFTER = 30.0
+"""A tenant with no containment started or ended here for this long (or ever) is a
+newcomer: its first containment may go before a storming tenant's requests."""
+
+STORM_RUNS = 4
+"""A tenant with this many containments running here is storming: while a newcomer's first
+containment runs, its requests wait (URGENT_HOLD at most). Below it nothing waits, so a
+wave of single accounts across many tenants (each a newcomer) holds no one."""
+
+URGENT_HOLD = 1.0
+"""Seconds at most a newcomer's containment holds a storming tenant's requests, counted
+from the newcomer's start. A containment alone takes a few tenths of a second (a dozen
+calls); the bound keeps a slow or stuck one from stalling the storm behind it."""
+
+
+@dataclass(eq=False)
+class _Containment:
+    """The containment this task (and the tasks it starts) works for."""
+
+    lanes: LanePriority
+    tenant: str
+    urgent_until: float | None = None
+    """While a newcomer's: when its hold on storming tenants' requests ends at the latest."""
+
+
+_CONTAINMENT: contextvars.ContextVar[_Containment | None] = contextvars.ContextVar(
+    "containment", default=None)
+
+
+async def hold_for_newcomers() -> None:
+    """Called before each Graph and Exchange request leaves (shared.tenant.retry): a request
+    of a storming tenant's containment waits while a newcomer tenant's first containment
+    runs, URGENT_HOLD at most.
+
+    asyncio has no priorities: a newcomer's run shares the CPU (here, and the service's
+    attention) with every storming containment beside it, and takes longer than alone.
+    Holding the storm's next requests for the few tenths of a second the newcomer needs
+    gives it the instance; the storm's requests already sent finish as before."""
+    mine = _CONTAINMENT.get()
+    if mine is None or mine.urgent_until is not None:
+        return
+    await mine.lanes.wait_for_newcomers(mine.tenant)
 
 
 class LanePriority:
@@ -70,6 +117,15 @@ class LanePriority:
         self.queued_peak = 0
         """The most containments that waited for a slot at once (for the benchmark)."""
         self._intake = asyncio.Semaphore(INTAKE_AT_ONCE)
+        self._seen: dict[str, float] = {}
+        """Tenant -> when one of its containments last started or ended here."""
+        self._urgent: dict[_Containment, None] = {}
+        """Newcomers' containments running now, holding storming tenants' requests."""
+        self._held: list[asyncio.Future[None]] = []
+        self.held_requests = 0
+        """Requests that waited for a newcomer (for the benchmark and the tests)."""
+        self.held_seconds = 0.0
+        """Seconds they waited, all together."""
 
     @property
     def waiting(self) -> int:
@@ -78,12 +134,61 @@ class LanePriority:
 
     @contextlib.asynccontextmanager
     async def containing(self, tenant: str = "") -> AsyncIterator[None]:
+        newcomer = self._is_newcomer(tenant)
         await self._take_slot(tenant)
+        mine = _Containment(self, tenant)
+        if newcomer and self._storming(tenant) and len(self._urgent) < max(1, self.newcomer_slots):
+            mine.urgent_until = time.monotonic() + URGENT_HOLD
+            self._urgent[mine] = None
+        token = _CONTAINMENT.set(mine)
         try:
             yield
         finally:
+            _CONTAINMENT.reset(token)
             self._last_end = time.monotonic()
+            if mine in self._urgent:
+                del self._urgent[mine]
+                self._release_held()
             self._give_back(tenant)
+
+    def _is_newcomer(self, tenant: str) -> bool:
+        last = self._seen.get(tenant)
+        return tenant not in self.running and (
+            last is None or time.monotonic() - last >= NEWCOMER_AFTER)
+
+    def _storming(self, tenant: str) -> bool:
+        """Another tenant has a storm's worth of containments running here."""
+        return any(n >= STORM_RUNS for t, n in self.running.items() if t != tenant)
+
+    async def wait_for_newcomers(self, tenant: str) -> None:
+        """Until no newcomer's containment holds `tenant`'s requests (see
+        hold_for_newcomers); a tenant that is not storming never waits."""
+        start = time.monotonic()
+        waited = False
+        while self._urgent and self.running.get(tenant, 0) >= STORM_RUNS:
+            until = max(c.urgent_until or 0.0 for c in self._urgent)
+            left = until - time.monotonic()
+            if left <= 0:
+                break
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._held.append(turn)
+            waited = True
+            try:
+                await asyncio.wait_for(turn, left)
+            except TimeoutError:
+                pass
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._held.remove(turn)
+        if waited:
+            self.held_requests += 1
+            self.held_seconds += time.monotonic() - start
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, []
+        for turn in held:
+            if not turn.done():
+                turn.set_result(None)
 
     @contextlib.asynccontextmanager
     async def intake_turn(self) -> AsyncIterator[None]:
@@ -134,6 +239,10 @@ class LanePriority:
 
     def _count(self, tenant: str, step: int) -> None:
         self.active += step
+        self._seen[tenant] = time.monotonic()
+        if len(self._seen) > 4096:  # forget tenants not seen for a while
+            old = time.monotonic() - NEWCOMER_AFTER
+            self._seen = {t: at for t, at in self._seen.items() if at >= old}
         left = self.running.get(tenant, 0) + step
         if left > 0:
             self.running[tenant] = left
