@@ -13,7 +13,8 @@ after its requests were queued, every account contained, every run finished, fai
 lost runs; and totals.
 
 Scenario "newcomer": tenant A (the default) with 500 requests queued, then tenant B's one;
-B's first containment after its request was queued, against B alone on a fresh instance.
+B's first containment after its request was queued, against B alone on a fresh instance;
+three such pairs (--repeat), each phase on fresh processes.
 
 Prints the tables, writes bench/out/tenants.json and bench/RESULTS.md's tenants block,
 stamped with the commit measured. Each scenario has its own emulator and worker processes;
@@ -300,47 +301,64 @@ async def scenario_ten(storage: str, tenants: int, users: int, limit: float) -> 
             "throttled_429": sum(r["throttled_429"] for r in rows),
             "moved": status.get("moved"), "hosts_idle_seconds": round(idle, 3),
             "worker": {k: status.get(k) for k in ("delivered", "by_function", "peak_rss_mb",
-                                                  "cpu_seconds", "storage_ops")},
+                                                  "cpu_seconds", "storage_ops", "urgent_runs",
+                                                  "deferred_starts")},
         },
     }
 
 
-async def scenario_newcomer(storage: str, storm: int, limit: float) -> dict[str, Any]:
-    """B alone on a fresh instance; then A's storm with B's one request queued after it."""
+async def newcomer_phase(storage: str, storm: int, limit: float, tag: str) -> dict[str, Any]:
+    """B's one request queued after `storm` of A's (none: B alone on a fresh instance)."""
     detected_at = datetime.now(UTC) - timedelta(minutes=2)
-    out: dict[str, Any] = {"storm": storm}
-    for phase, a_count in (("alone", 0), ("after-storm", storm)):
-        world = World(seeds_for([max(storm, 1), 3], detected_at), storage,
-                      f"nc-{phase}")
-        await world.start()
-        result: dict[str, Any] = {}
-        try:
-            a_users = storm_users(world.seeds[0])[:a_count]
-            b_users = storm_users(world.seeds[1])[:1]
-            t0 = time.monotonic()
-            wall0 = datetime.now(UTC)
-            if a_users:
-                await world.enqueue(0, a_users, detected_at)
-            b_queued = await world.enqueue(1, b_users, detected_at)
-            await world.wait_done({0: len(a_users), 1: 1}, limit)
-            log = world.emu.requests()
-            b = await tenant_figures(world, 1, b_users, b_queued, log, wall0, t0)
-            a = (await tenant_figures(world, 0, a_users, t0, log, wall0, t0)
-                 if a_users else None)
-            a_times = sorted(contained_at(log, world.ids[0]).values())
-            b_at = contained_at(log, world.ids[1]).get(b_users[0]["id"])
-            result = {"b": b, "a": a, "a_contained_before_b": (
-                sum(1 for t in a_times if b_at is not None and t < b_at)),
-                "b_queued_after_a_seconds": round(b_queued - t0, 3),
-                "poison_messages": await world.poisoned()}
-        finally:
-            result["worker"] = await world.stop()
-        out[phase] = result
-    alone = out["alone"]["b"]["first_contained_seconds"]
-    storm_b = out["after-storm"]["b"]["first_contained_seconds"]
-    out["b_first_contained_alone_seconds"] = alone
-    out["b_first_contained_after_storm_seconds"] = storm_b
-    out["ratio"] = round(storm_b / alone, 2) if alone and storm_b else None
+    world = World(seeds_for([max(storm, 1), 3], detected_at), storage, tag)
+    await world.start()
+    result: dict[str, Any] = {}
+    try:
+        a_users = storm_users(world.seeds[0])[:storm]
+        b_users = storm_users(world.seeds[1])[:1]
+        t0 = time.monotonic()
+        wall0 = datetime.now(UTC)
+        if a_users:
+            await world.enqueue(0, a_users, detected_at)
+        b_queued = await world.enqueue(1, b_users, detected_at)
+        await world.wait_done({0: len(a_users), 1: 1}, limit)
+        log = world.emu.requests()
+        b = await tenant_figures(world, 1, b_users, b_queued, log, wall0, t0)
+        a = (await tenant_figures(world, 0, a_users, t0, log, wall0, t0)
+             if a_users else None)
+        a_times = sorted(contained_at(log, world.ids[0]).values())
+        b_at = contained_at(log, world.ids[1]).get(b_users[0]["id"])
+        b_calls = [e["t"] for e in log if (e.get("tenant") or "") == world.ids[1]]
+        result = {"b": b, "a": a, "a_contained_before_b": (
+            sum(1 for t in a_times if b_at is not None and t < b_at)),
+            "a_calls_during_b": sum(
+                1 for e in log if (e.get("tenant") or "") == world.ids[0]
+                and b_calls and b_at is not None and min(b_calls) <= e["t"] <= b_at),
+            "b_queued_after_a_seconds": round(b_queued - t0, 3),
+            "poison_messages": await world.poisoned()}
+    finally:
+        result["worker"] = await world.stop()
+    return result
+
+
+async def scenario_newcomer(storage: str, storm: int, limit: float,
+                            repeat: int) -> dict[str, Any]:
+    """`repeat` times: B alone on a fresh instance, then A's storm with B's one request
+    queued after it (each on fresh processes)."""
+    out: dict[str, Any] = {"storm": storm, "pairs": []}
+    for r in range(repeat):
+        pair = {phase: await newcomer_phase(storage, a_count, limit, f"nc-{phase}-{r}")
+                for phase, a_count in (("alone", 0), ("after-storm", storm))}
+        alone = pair["alone"]["b"]["first_contained_seconds"]
+        after = pair["after-storm"]["b"]["first_contained_seconds"]
+        pair["ratio"] = round(after / alone, 2) if alone and after else None
+        out["pairs"].append(pair)
+    alone_s = [p["alone"]["b"]["first_contained_seconds"] for p in out["pairs"]]
+    after_s = [p["after-storm"]["b"]["first_contained_seconds"] for p in out["pairs"]]
+    out["b_first_contained_alone_seconds"] = alone_s
+    out["b_first_contained_after_storm_seconds"] = after_s
+    if all(v is not None for v in alone_s + after_s):
+        out["alone_max"], out["after_storm_max"] = max(alone_s), max(after_s)
     return out
 
 
@@ -365,15 +383,18 @@ def tables(doc: dict[str, Any]) -> list[str]:
                  f"{_f(t['all_finished_seconds'])} | {t['failed_runs']} | {t['lost_runs']} | "
                  f"| {t['throttled_429']} |")
     nc = doc["newcomer"]
-    storm_b = nc["after-storm"]
-    lines += ["", "| tenant B's one request | first contained s | A contained before B | "
-              "poison |", "| --- | --- | --- | --- |",
-              f"| alone (fresh instance) | {_f(nc['b_first_contained_alone_seconds'])} | - | "
-              f"{nc['alone']['poison_messages']} |",
-              f"| queued after A's {nc['storm']} | "
-              f"{_f(nc['b_first_contained_after_storm_seconds'])} | "
-              f"{storm_b['a_contained_before_b']} of {nc['storm']} | "
-              f"{storm_b['poison_messages']} |"]
+    lines += ["", f"| tenant B's one request (pair) | alone on a fresh instance, s | queued "
+              f"after A's {nc['storm']}, s | ratio | A contained before B | A's requests "
+              "during B's | storm starts deferred | poison |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for i, pair in enumerate(nc["pairs"], start=1):
+        after = pair["after-storm"]
+        lines.append(
+            f"| {i} | {_f(pair['alone']['b']['first_contained_seconds'])} | "
+            f"{_f(after['b']['first_contained_seconds'])} | {_f(pair['ratio'])} | "
+            f"{after['a_contained_before_b']} of {nc['storm']} | "
+            f"{after['a_calls_during_b']} | {after['worker'].get('deferred_starts', '-')} | "
+            f"{pair['alone']['poison_messages'] + after['poison_messages']} |")
     return lines
 
 
@@ -405,11 +426,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=50)
     p.add_argument("--storm", type=int, default=500)
     p.add_argument("--limit", type=float, default=900.0, help="seconds per phase at most")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="newcomer pairs (B alone, B after the storm) to run")
     p.add_argument("--quick", action="store_true",
                    help="3 tenants x 5, a storm of 40; bench/RESULTS.md left as it is")
     args = p.parse_args(argv)
     if args.quick:
-        args.tenants, args.users, args.storm = 3, 5, 40
+        args.tenants, args.users, args.storm, args.repeat = 3, 5, 40, 1
     from bench.phase import quiet_logging
     from devtools.azurite import start_azurite
 
@@ -423,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
                                        args.limit))
         print(f"newcomer after a storm of {args.storm} ...", file=sys.stderr)
         newcomer = asyncio.run(scenario_newcomer(azurite.connection_string, args.storm,
-                                                 args.limit))
+                                                 args.limit, args.repeat))
     doc = {"ten": ten, "newcomer": newcomer, "tree": tree, "machine": machine(),
            "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "total_seconds": round(time.monotonic() - started, 1)}

@@ -48,7 +48,9 @@ async def serve(status: Path, stop: Path) -> None:
 
     def write(final: bool = False) -> None:
         doc = {**vars(host.stats), "in_flight": len(host._in_flight), "final": final,
-               "moved": hub.shares.moved, "peak_rss_mb": round(peak_rss_mb(), 1),
+               "moved": hub.shares.moved, "urgent_runs": default.lanes.urgent_runs,
+               "deferred_starts": default.lanes.deferred,
+               "peak_rss_mb": round(peak_rss_mb(), 1),
                "storage_ops": dict(ops), "pid": os.getpid(),
                "cpu_seconds": round(_cpu_seconds() - cpu_at_start, 3)}
         write_status(status, doc)

@@ -10,14 +10,14 @@ own calls are done. The slots also decide who goes next: the waiting delivery wh
 has the fewest containments running; and a tenant with none running here may start at
 once in one of a few extra slots, so a tenant arriving during another tenant's storm is
 served beside the storm, not behind it; and while that newcomer's first containment runs,
-the storming tenant's next requests wait (a second at most), so it runs as fast as alone.
+the storm starts no further containment (a second at most), so the newcomer has most of
+the instance by the time its calls go out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import itertools
 import time
 from collections.abc import AsyncIterator
@@ -43,49 +43,29 @@ INTAKE_AT_ONCE = 1
 the first chunk of every one is decided, and the first containment waits for all of them.
 One at a time queues the first requests within a chunk's time; the total stays the same."""
 
-
 NEWCOMER_AFTER = 30.0
 """A tenant with no containment started or ended here for this long (or ever) is a
-newcomer: its first containment may go before a storming tenant's requests."""
+newcomer."""
 
 STORM_RUNS = 4
-"""A tenant with this many containments running here is storming: while a newcomer's first
-containment runs, its requests wait (URGENT_HOLD at most). Below it nothing waits, so a
-wave of single accounts across many tenants (each a newcomer) holds no one."""
+"""A tenant with this many containments running here is storming. While a newcomer's first
+containment runs beside the storm of one other tenant, that tenant starts no further
+containment until fewer than this many of its own run (URGENT_HOLD at most)."""
 
 URGENT_HOLD = 1.0
-"""Seconds at most a newcomer's containment holds a storming tenant's requests, counted
-from the newcomer's start. A containment alone takes a few tenths of a second (a dozen
-calls); the bound keeps a slow or stuck one from stalling the storm behind it."""
+"""Seconds at most a newcomer's first containment keeps a storm from starting more,
+counted from the newcomer's start. Alone, a containment's password reset and session
+revocation are done within a few tenths of a second; the bound keeps a slow newcomer (its
+paced Identity Protection call, a slow tenant) from stalling the storm for long."""
 
 
 @dataclass(eq=False)
-class _Containment:
-    """The containment this task (and the tasks it starts) works for."""
+class _Urgent:
+    """A newcomer's first containment, running beside one other tenant's storm."""
 
-    lanes: LanePriority
     tenant: str
-    urgent_until: float | None = None
-    """While a newcomer's: when its hold on storming tenants' requests ends at the latest."""
-
-
-_CONTAINMENT: contextvars.ContextVar[_Containment | None] = contextvars.ContextVar(
-    "containment", default=None)
-
-
-async def hold_for_newcomers() -> None:
-    """Called before each Graph and Exchange request leaves (shared.tenant.retry): a request
-    of a storming tenant's containment waits while a newcomer tenant's first containment
-    runs, URGENT_HOLD at most.
-
-    asyncio has no priorities: a newcomer's run shares the CPU (here, and the service's
-    attention) with every storming containment beside it, and takes longer than alone.
-    Holding the storm's next requests for the few tenths of a second the newcomer needs
-    gives it the instance; the storm's requests already sent finish as before."""
-    mine = _CONTAINMENT.get()
-    if mine is None or mine.urgent_until is not None:
-        return
-    await mine.lanes.wait_for_newcomers(mine.tenant)
+    expired: bool = False
+    """URGENT_HOLD has passed: the storm starts containments again."""
 
 
 class LanePriority:
@@ -119,13 +99,12 @@ class LanePriority:
         self._intake = asyncio.Semaphore(INTAKE_AT_ONCE)
         self._seen: dict[str, float] = {}
         """Tenant -> when one of its containments last started or ended here."""
-        self._urgent: dict[_Containment, None] = {}
-        """Newcomers' containments running now, holding storming tenants' requests."""
-        self._held: list[asyncio.Future[None]] = []
-        self.held_requests = 0
-        """Requests that waited for a newcomer (for the benchmark and the tests)."""
-        self.held_seconds = 0.0
-        """Seconds they waited, all together."""
+        self._urgent: list[_Urgent] = []
+        """Newcomers' first containments running now."""
+        self.urgent_runs = 0
+        """Newcomers' first containments that narrowed a storm (for the benchmark)."""
+        self.deferred = 0
+        """Times a freed slot was kept from a storming tenant for a newcomer (likewise)."""
 
     @property
     def waiting(self) -> int:
@@ -136,59 +115,41 @@ class LanePriority:
     async def containing(self, tenant: str = "") -> AsyncIterator[None]:
         newcomer = self._is_newcomer(tenant)
         await self._take_slot(tenant)
-        mine = _Containment(self, tenant)
-        if newcomer and self._storming(tenant) and len(self._urgent) < max(1, self.newcomer_slots):
-            mine.urgent_until = time.monotonic() + URGENT_HOLD
-            self._urgent[mine] = None
-        token = _CONTAINMENT.set(mine)
+        urgent: _Urgent | None = None
+        if newcomer and self._one_storm_beside(tenant):
+            urgent = _Urgent(tenant)
+            self._urgent.append(urgent)
+            self.urgent_runs += 1
+            asyncio.get_running_loop().call_later(URGENT_HOLD, self._expire, urgent)
         try:
             yield
         finally:
-            _CONTAINMENT.reset(token)
             self._last_end = time.monotonic()
-            if mine in self._urgent:
-                del self._urgent[mine]
-                self._release_held()
+            if urgent is not None:
+                self._urgent.remove(urgent)
             self._give_back(tenant)
+
+    def _expire(self, urgent: _Urgent) -> None:
+        urgent.expired = True
+        self._fill()
 
     def _is_newcomer(self, tenant: str) -> bool:
         last = self._seen.get(tenant)
         return tenant not in self.running and (
             last is None or time.monotonic() - last >= NEWCOMER_AFTER)
 
-    def _storming(self, tenant: str) -> bool:
-        """Another tenant has a storm's worth of containments running here."""
-        return any(n >= STORM_RUNS for t, n in self.running.items() if t != tenant)
+    def _one_storm_beside(self, tenant: str) -> bool:
+        """Exactly one other tenant is storming here. With several, each already has its
+        share of the instance, and keeping them all from starting would stall the host's
+        intake (no delivery completes, no new batch is fetched) for everyone behind."""
+        return sum(1 for t, n in self.running.items()
+                   if t != tenant and n >= STORM_RUNS) == 1
 
-    async def wait_for_newcomers(self, tenant: str) -> None:
-        """Until no newcomer's containment holds `tenant`'s requests (see
-        hold_for_newcomers); a tenant that is not storming never waits."""
-        start = time.monotonic()
-        waited = False
-        while self._urgent and self.running.get(tenant, 0) >= STORM_RUNS:
-            until = max(c.urgent_until or 0.0 for c in self._urgent)
-            left = until - time.monotonic()
-            if left <= 0:
-                break
-            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._held.append(turn)
-            waited = True
-            try:
-                await asyncio.wait_for(turn, left)
-            except TimeoutError:
-                pass
-            finally:
-                with contextlib.suppress(ValueError):
-                    self._held.remove(turn)
-        if waited:
-            self.held_requests += 1
-            self.held_seconds += time.monotonic() - start
-
-    def _release_held(self) -> None:
-        held, self._held = self._held, []
-        for turn in held:
-            if not turn.done():
-                turn.set_result(None)
+    def _paused(self, tenant: str) -> bool:
+        """A storming tenant starts no further containment while a newcomer's first runs."""
+        if not self._urgent or self.running.get(tenant, 0) < STORM_RUNS:
+            return False
+        return any(u.tenant != tenant and not u.expired for u in self._urgent)
 
     @contextlib.asynccontextmanager
     async def intake_turn(self) -> AsyncIterator[None]:
@@ -206,7 +167,7 @@ class LanePriority:
         self.waited += time.monotonic() - start
 
     async def _take_slot(self, tenant: str) -> None:
-        if self.active < self.slots and not self._waiting:
+        if self.active < self.slots and not self._waiting and not self._paused(tenant):
             self._count(tenant, 1)
             return
         if tenant not in self.running and self.active < self.slots + self.newcomer_slots:
@@ -221,15 +182,23 @@ class LanePriority:
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():
                 self._give_back(tenant)  # handed a slot while being cancelled: pass it on
-            else:
+            elif entry in self._waiting:  # (a slot handed out meanwhile skipped it already)
                 self._waiting.remove(entry)
             raise
 
     def _give_back(self, tenant: str) -> None:
         self._count(tenant, -1)
+        self._fill()
+
+    def _fill(self) -> None:
+        """Hand free slots to waiting containments: the tenant with the fewest running
+        first, among equals the earliest; none to a tenant paused for a newcomer."""
         while self._waiting and self.active < self.slots:
-            # the tenant with the fewest running goes first; among equals, the earliest
-            entry = min(self._waiting, key=lambda e: (self.running.get(e[1], 0), e[0]))
+            ready = [e for e in self._waiting if not self._paused(e[1])]
+            if not ready:
+                self.deferred += 1
+                return
+            entry = min(ready, key=lambda e: (self.running.get(e[1], 0), e[0]))
             self._waiting.remove(entry)
             _, who, turn = entry
             if turn.done():  # cancelled while it waited
@@ -240,7 +209,7 @@ class LanePriority:
     def _count(self, tenant: str, step: int) -> None:
         self.active += step
         self._seen[tenant] = time.monotonic()
-        if len(self._seen) > 4096:  # forget tenants not seen for a while
+        if len(self._seen) > 4096:  # forget the tenants not seen for a while
             old = time.monotonic() - NEWCOMER_AFTER
             self._seen = {t: at for t, at in self._seen.items() if at >= old}
         left = self.running.get(tenant, 0) + step

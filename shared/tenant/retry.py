@@ -24,7 +24,6 @@ from typing import Protocol
 import httpx
 
 from shared.tenant.http import http_transport
-from shared.tenant.lanes import hold_for_newcomers
 
 RETRY_STATUSES = frozenset({429, 503, 504})
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
@@ -161,7 +160,6 @@ class RetryTransport(httpx.AsyncBaseTransport):
         while True:
             attempt += 1
             self.stats.requests += 1
-            await hold_for_newcomers()  # before the paced turn: a held request takes a fresh one
             turn = PACED_TURN.get()
             if turn is not None:
                 await turn.before_send()

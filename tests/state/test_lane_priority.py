@@ -153,3 +153,26 @@ async def test_clean_up_waits_while_containments_wait_for_a_slot():
 
     await asyncio.gather(contain(1), contain(2), contain(3), clean_up())
     assert order == ["contain-1", "contain-2", "contain-3", "clean-up"]
+
+
+async def test_a_containment_cancelled_as_a_slot_is_handed_out_leaves_quietly():
+    """Cancelled while it waits, and a slot handed out before its task wakes: the hand-out
+    skips it and the cancellation finds nothing left to remove."""
+    lanes = LanePriority(slots=1, newcomer_slots=0)
+    hold = asyncio.Event()
+
+    async def contain(tenant: str) -> None:
+        async with lanes.containing(tenant):
+            await hold.wait()
+
+    first = asyncio.create_task(contain("a"))
+    await asyncio.sleep(0.01)
+    waiting = asyncio.create_task(contain("a"))
+    await asyncio.sleep(0.01)
+    hold.set()  # the first ends on its next step, and hands its slot out
+    waiting.cancel()  # its turn is cancelled now; the task sees it only after that
+    await first
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    assert waiting.cancelled()
+    assert lanes.active == 0 and lanes.waiting == 0 and lanes.running == {}

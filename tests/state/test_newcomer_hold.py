@@ -1,195 +1,156 @@
-"""While a newcomer tenant's first containment runs, the Graph and Exchange requests of a
-storming tenant's containments wait (a bounded time); nothing else waits."""
+"""While a newcomer tenant's first containment runs beside one other tenant's storm, the
+storm starts no further containment (a bounded time); nothing else is held back."""
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import time
-from collections.abc import AsyncIterator
-
-import httpx
-import pytest
 
 from shared.tenant import lanes as lanes_module
-from shared.tenant.http import AiohttpTransport
-from shared.tenant.lanes import STORM_RUNS, LanePriority, hold_for_newcomers
-from shared.tenant.retry import RetryTransport
-from tests.tenant.loopback import Server, serve
+from shared.tenant.lanes import STORM_RUNS, LanePriority
 
 
-class Storm:
-    """`n` containments of tenant "a" holding their slots until `done` is set."""
+class Tenant:
+    """Containments of one tenant, each holding its slot until released; `started` records
+    when each got its slot."""
 
-    def __init__(self, lanes: LanePriority, n: int) -> None:
+    def __init__(self, lanes: LanePriority, name: str) -> None:
         self.lanes = lanes
-        self.done = asyncio.Event()
-        self.tasks = [asyncio.create_task(self._one()) for _ in range(n)]
+        self.name = name
+        self.started: list[float] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self._held: list[asyncio.Event] = []
+
+    def queue(self, n: int) -> None:
+        self.tasks += [asyncio.create_task(self._one()) for _ in range(n)]
 
     async def _one(self) -> None:
-        async with self.lanes.containing("a"):
-            await self.done.wait()
+        async with self.lanes.containing(self.name):
+            self.started.append(time.monotonic())
+            release = asyncio.Event()
+            self._held.append(release)
+            await release.wait()
 
-    async def in_a_containment(self, request: asyncio.Future[None]) -> float:
-        """A request of one more "a" containment: when it was let go."""
-        async with self.lanes.containing("a"):
-            await hold_for_newcomers()
-            request.set_result(None)
-            return time.monotonic()
+    def release(self, n: int) -> None:
+        """End `n` of the running containments, the earliest first."""
+        for _ in range(n):
+            self._held.pop(0).set()
 
     async def end(self) -> None:
-        self.done.set()
-        await asyncio.gather(*self.tasks)
+        while len(self.started) < len(self.tasks) or self._held:
+            if self._held:
+                self.release(len(self._held))
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(asyncio.gather(*self.tasks), 5)
 
 
-async def _newcomer(lanes: LanePriority, tenant: str, started: asyncio.Event,
-                    release: asyncio.Event) -> float:
-    """A containment of `tenant` that runs until `release`; when it ended."""
-    async with lanes.containing(tenant):
-        started.set()
-        await hold_for_newcomers()  # its own requests never wait
-        await release.wait()
-    return time.monotonic()
+async def _settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
 
 
-async def test_a_storming_tenants_request_waits_until_the_newcomers_containment_ends():
-    lanes = LanePriority(slots=16)
-    storm = Storm(lanes, STORM_RUNS)
-    await asyncio.sleep(0)
-    started, release = asyncio.Event(), asyncio.Event()
-    b = asyncio.create_task(_newcomer(lanes, "b", started, release))
-    await started.wait()
-    sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    a = asyncio.create_task(storm.in_a_containment(sent))
-    await asyncio.sleep(0.1)
-    assert not sent.done(), "A's request left while B's first containment ran"
-    release.set()
-    b_ended, a_sent = await asyncio.gather(b, a)
-    assert a_sent >= b_ended
-    assert lanes.held_requests == 1 and lanes.held_seconds >= 0.1
-    await storm.end()
+async def _storm(lanes: LanePriority, running: int, waiting: int) -> Tenant:
+    a = Tenant(lanes, "a")
+    a.queue(running + waiting)
+    await _settle()
+    assert len(a.started) == running
+    return a
 
 
-async def test_the_hold_ends_after_its_bound_even_if_the_newcomer_does_not(monkeypatch):
+async def test_a_storm_starts_no_more_containments_while_a_newcomers_first_runs():
+    lanes = LanePriority(slots=8)
+    a = await _storm(lanes, 8, 10)
+    b = Tenant(lanes, "b")
+    b.queue(1)
+    await _settle()
+    assert len(b.started) == 1, "B started at once, in a newcomer slot"
+    assert lanes.urgent_runs == 1
+    a.release(6)  # six of A's end: A fills up to a storm's floor, no further
+    await _settle()
+    assert len(a.started) == 8 + (STORM_RUNS - 2) and lanes.running == {"a": STORM_RUNS, "b": 1}
+    assert lanes.deferred > 0
+    b.release(1)  # B's first containment ends: A takes the free slots again
+    await asyncio.wait_for(asyncio.gather(*b.tasks), 1)
+    await _settle()
+    assert lanes.running == {"a": 8} and len(a.started) == 8 + (STORM_RUNS - 2) + 4
+    await a.end()
+    assert len(a.started) == 18 and lanes.running == {} and lanes.active == 0
+
+
+async def test_the_storm_resumes_after_the_bound_even_if_the_newcomer_does_not_end(
+        monkeypatch):
     monkeypatch.setattr(lanes_module, "URGENT_HOLD", 0.3)
-    lanes = LanePriority(slots=16)
-    storm = Storm(lanes, STORM_RUNS)
-    await asyncio.sleep(0)
-    started, release = asyncio.Event(), asyncio.Event()
-    b = asyncio.create_task(_newcomer(lanes, "b", started, release))
-    await started.wait()
-    t0 = time.monotonic()
-    a_sent = await asyncio.wait_for(storm.in_a_containment(
-        asyncio.get_running_loop().create_future()), 5)
-    assert 0.2 <= a_sent - t0 < 1.0, "held for about the bound, not until B ends"
-    assert not b.done()
-    release.set()
-    await b
-    await storm.end()
+    lanes = LanePriority(slots=8)
+    a = await _storm(lanes, 8, 8)
+    b = Tenant(lanes, "b")
+    b.queue(1)
+    await _settle()
+    b_start = b.started[0]
+    a.release(8)  # all of A's running end; A refills only to the floor
+    await _settle()
+    assert len(a.started) == 8 + STORM_RUNS
+    await asyncio.sleep(0.5)  # past the bound: A fills the free slots, B still running
+    assert len(a.started) == 8 + 7 and len(b.started) == 1 and not b.tasks[0].done()
+    assert max(a.started) - b_start >= 0.25
+    await b.end()
+    await a.end()
 
 
-async def test_a_tenant_below_a_storm_is_not_held():
-    lanes = LanePriority(slots=16)
-    storm = Storm(lanes, STORM_RUNS - 2)  # with the request's own: one short of a storm
-    await asyncio.sleep(0)
-    started, release = asyncio.Event(), asyncio.Event()
-    b = asyncio.create_task(_newcomer(lanes, "b", started, release))
-    await started.wait()
-    sent = asyncio.get_running_loop().create_future()
-    await asyncio.wait_for(storm.in_a_containment(sent), 0.5)
-    assert lanes.held_requests == 0
-    release.set()
-    await b
-    await storm.end()
+async def test_below_a_storm_nothing_is_deferred():
+    lanes = LanePriority(slots=8)
+    a = await _storm(lanes, STORM_RUNS - 1, 0)
+    b = Tenant(lanes, "b")
+    b.queue(1)
+    await _settle()
+    assert lanes.urgent_runs == 0
+    a.queue(3)  # A's further containments start beside B at once
+    await _settle()
+    assert len(a.started) == STORM_RUNS - 1 + 3 and lanes.deferred == 0
+    await b.end()
+    await a.end()
 
 
 async def test_a_tenant_seen_lately_is_no_newcomer():
-    """B's second containment within NEWCOMER_AFTER of its first holds no one."""
-    lanes = LanePriority(slots=16)
-    storm = Storm(lanes, STORM_RUNS)
-    await asyncio.sleep(0)
+    lanes = LanePriority(slots=8)
     async with lanes.containing("b"):
         pass
-    started, release = asyncio.Event(), asyncio.Event()
-    b = asyncio.create_task(_newcomer(lanes, "b", started, release))
-    await started.wait()
-    sent = asyncio.get_running_loop().create_future()
-    await asyncio.wait_for(storm.in_a_containment(sent), 0.5)
-    assert lanes.held_requests == 0
-    release.set()
-    await b
-    await storm.end()
+    a = await _storm(lanes, 8, 4)
+    b = Tenant(lanes, "b")
+    b.queue(1)
+    await _settle()
+    assert len(b.started) == 1 and lanes.urgent_runs == 0
+    await b.end()
+    await a.end()
+    assert lanes.deferred == 0
 
 
-async def test_requests_outside_a_containment_and_the_newcomers_own_tasks_are_not_held():
-    lanes = LanePriority(slots=16)
-    storm = Storm(lanes, STORM_RUNS + 1)
-    await asyncio.sleep(0)
-    own: list[float] = []
-
-    async def newcomer() -> None:
-        async with lanes.containing("b"):
-            async def step() -> None:  # a parallel step of B's run: its own task
-                await hold_for_newcomers()
-                own.append(time.monotonic())
-            await asyncio.wait_for(asyncio.gather(step(), step()), 0.5)
-            # a sweep's request, say: no containment in its context
-            await asyncio.wait_for(asyncio.create_task(
-                hold_for_newcomers(), context=contextvars.Context()), 0.5)
-
-    await newcomer()
-    assert len(own) == 2 and lanes.held_requests == 0
-    await asyncio.wait_for(hold_for_newcomers(), 0.5)
-    await storm.end()
-
-
-async def test_a_single_tenant_storm_holds_nothing():
-    """One tenant (a single-tenant deployment): no newcomer, nothing waits."""
-    lanes = LanePriority(slots=16)
-    storm = Storm(lanes, 8)
-    await asyncio.sleep(0)
-    sent = asyncio.get_running_loop().create_future()
-    await asyncio.wait_for(storm.in_a_containment(sent), 0.5)
-    assert lanes.held_requests == 0
-    await storm.end()
+async def test_beside_two_storms_a_newcomer_defers_no_one():
+    """Several tenants storming each have their share already; holding them all back
+    would stall every delivery behind them."""
+    lanes = LanePriority(slots=8)
+    async with lanes.containing("c"):  # C is no newcomer
+        pass
+    a = Tenant(lanes, "a")
+    c = Tenant(lanes, "c")
+    a.queue(4)
+    c.queue(4)
+    await _settle()
+    a.queue(2)
+    b = Tenant(lanes, "b")
+    b.queue(1)
+    await _settle()
+    assert lanes.urgent_runs == 0
+    await c.end()
+    await _settle()
+    assert len(a.started) == 6 and lanes.deferred == 0
+    await b.end()
+    await a.end()
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[Server]:
-    state = Server()
-    runner = await serve(state)
-    yield state
-    await runner.cleanup()
-
-
-async def test_the_retry_transport_holds_the_storm_and_lets_the_newcomer_through(server):
-    """Through the transport under the Graph and Exchange clients: B's request reaches the
-    server at once, A's only after B's containment ended."""
-    lanes = LanePriority(slots=16)
-    storm = Storm(lanes, STORM_RUNS)
-    await asyncio.sleep(0)
-    started, release = asyncio.Event(), asyncio.Event()
-    b_ended: list[float] = []
-
-    async with httpx.AsyncClient(transport=RetryTransport(AiohttpTransport())) as client:
-        async def b() -> None:
-            async with lanes.containing("b"):
-                started.set()
-                await client.get(f"{server.url}/b")
-                await release.wait()
-                b_ended.append(time.monotonic())
-
-        async def a() -> None:
-            async with lanes.containing("a"):
-                await client.get(f"{server.url}/a")
-
-        b_task = asyncio.create_task(b())
-        await started.wait()
-        a_task = asyncio.create_task(a())
-        await asyncio.sleep(0.2)
-        assert [s["path"] for s in server.seen] == ["/b"]
-        release.set()
-        await asyncio.wait_for(asyncio.gather(b_task, a_task), 5)
-    assert [s["path"] for s in server.seen] == ["/b", "/a"]
-    assert server.seen[1]["t"] >= b_ended[0]
-    await storm.end()
+async def test_one_tenant_alone_is_never_deferred():
+    """A single-tenant deployment: no newcomer, no pause."""
+    lanes = LanePriority(slots=4)
+    a = await _storm(lanes, 4, 12)
+    await a.end()
+    assert len(a.started) == 16
+    assert lanes.urgent_runs == 0 and lanes.deferred == 0

@@ -34,7 +34,6 @@ from shared.state import partitions
 from shared.state.storage import poison_queue_name
 from shared.state.tenants import TenantRecord
 from shared.tenancy import TenantHub
-from shared.tenant.lanes import CONTAINMENT_SLOTS
 from shared.tenant.pacing import LANE_CONCURRENCY, TenantShares
 from tests.conftest import TOKEN, make_settings
 from tests.playbook.conftest import DEMO_POLICY
@@ -219,13 +218,8 @@ async def test_a_storm_in_one_tenant_leaves_another_tenants_first_containment_ea
     assert b_at is not None, "B's account was contained"
     assert b_at < a_times[BOUND - 1], (
         f"B contained after {sum(t < b_at for t in a_times)} of A's containments")
-    # while B's containment ran, A's containments sent nothing new: what reached the tenant
-    # meanwhile had left before (one request in flight per running containment at most)
-    b_first = min(e["t"] for e in seen["log"] if (e.get("tenant") or "").lower() == TENANT_B)
-    a_during = [e for e in seen["log"] if (e.get("tenant") or "").lower() == TENANT_A
-                and b_first <= e["t"] <= b_at]
-    assert hub.default.lanes.held_requests > 0
-    assert len(a_during) <= CONTAINMENT_SLOTS, len(a_during)
+    # B's first containment ran as a newcomer's: A started no further one meanwhile
+    assert hub.default.lanes.urgent_runs == 1 and hub.default.lanes.deferred > 0
     assert hub.shares.moved > 0 and hub.shares.in_flight == {}
     # B's journal records its containment; nothing of B's run was moved
     b_svc = await hub.services_for(TENANT_B)
