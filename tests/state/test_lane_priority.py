@@ -114,7 +114,9 @@ async def test_a_tenant_with_none_running_starts_beside_the_storm():
     assert sorted(order) == ["a0", "a1", "a2", "a3", "b0", "b1", "c0"]
 
 
-async def test_a_containment_cancelled_while_it_waits_gives_no_slot_away():
+async def _one_running_one_waiting(second: str) -> tuple[
+        LanePriority, asyncio.Event, asyncio.Task[None], asyncio.Task[None]]:
+    """One slot: tenant a's containment holds it until the event is set; `second`'s waits."""
     lanes = LanePriority(slots=1, newcomer_slots=0)
     hold = asyncio.Event()
 
@@ -124,8 +126,13 @@ async def test_a_containment_cancelled_while_it_waits_gives_no_slot_away():
 
     first = asyncio.create_task(contain("a"))
     await asyncio.sleep(0.01)
-    waiting = asyncio.create_task(contain("b"))
+    waiting = asyncio.create_task(contain(second))
     await asyncio.sleep(0.01)
+    return lanes, hold, first, waiting
+
+
+async def test_a_containment_cancelled_while_it_waits_gives_no_slot_away():
+    lanes, hold, first, waiting = await _one_running_one_waiting("b")
     waiting.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await waiting
@@ -158,17 +165,7 @@ async def test_clean_up_waits_while_containments_wait_for_a_slot():
 async def test_a_containment_cancelled_as_a_slot_is_handed_out_leaves_quietly():
     """Cancelled while it waits, and a slot handed out before its task wakes: the hand-out
     skips it and the cancellation finds nothing left to remove."""
-    lanes = LanePriority(slots=1, newcomer_slots=0)
-    hold = asyncio.Event()
-
-    async def contain(tenant: str) -> None:
-        async with lanes.containing(tenant):
-            await hold.wait()
-
-    first = asyncio.create_task(contain("a"))
-    await asyncio.sleep(0.01)
-    waiting = asyncio.create_task(contain("a"))
-    await asyncio.sleep(0.01)
+    lanes, hold, first, waiting = await _one_running_one_waiting("a")
     hold.set()  # the first ends on its next step, and hands its slot out
     waiting.cancel()  # its turn is cancelled now; the task sees it only after that
     await first

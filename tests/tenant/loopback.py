@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import time
 from typing import Any
 
 from aiohttp import web
@@ -20,8 +19,7 @@ class Server:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.seen.append({"t": time.monotonic(), "method": request.method,
-                          "path": request.path_qs, "body": body,
+        self.seen.append({"method": request.method, "path": request.path_qs, "body": body,
                           "headers": [(k, v) for k, v in request.headers.items()]})
         if request.path == "/gzip":
             return web.Response(body=gzip.compress(b'{"ok": true}'), headers={
